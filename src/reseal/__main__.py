@@ -1,0 +1,5 @@
+import sys
+
+from reseal.cli import main
+
+sys.exit(main())

@@ -1,0 +1,82 @@
+"""The `reseal` command line.
+
+Each subcommand lives in its own module in this package with a `register(subparsers)`
+function that adds its parser and sets `handler` to a function `(args) -> int`.
+Exit codes: 0 success, 1 the work failed, 2 bad usage or bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import signal
+import sys
+from collections.abc import Sequence
+from types import FrameType
+
+from reseal import __version__
+from reseal.errors import ResealError
+
+# Modules that provide subcommands, in the order `reseal --help` lists them.
+COMMAND_MODULES = (
+    "inspect_cmd",
+    "generalize_cmd",
+    "verify_cmd",
+    "undo_cmd",
+    "operations_cmd",
+    "batch_cmd",
+    "drivers_cmd",
+    "hive_cmd",
+)
+
+
+class Terminated(BaseException):
+    """Raised on SIGTERM so that every context manager releases what it holds."""
+
+
+def _on_sigterm(signum: int, frame: FrameType | None) -> None:
+    raise Terminated()
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="reseal",
+        description="Give a cloned disk image (Windows or Linux) an identity of its own, offline.",
+    )
+    parser.add_argument("--version", action="version", version=f"reseal {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name in COMMAND_MODULES:
+        try:
+            module = importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name == f"{__name__}.{name}":
+                continue  # subcommand not built yet
+            raise
+        module.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "handler", None):
+        parser.print_help()
+        return 2
+    signal.signal(signal.SIGTERM, _on_sigterm)
+    try:
+        return int(args.handler(args) or 0)
+    except ResealError as exc:
+        print(f"reseal: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("reseal: interrupted; everything attached was released", file=sys.stderr)
+        return 130
+    except Terminated:
+        print("reseal: terminated; everything attached was released", file=sys.stderr)
+        return 143
+    except BrokenPipeError:
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,89 @@
+"""Crash-safe file replacement: temporary file, fsync, rename, fsync the directory.
+
+A kill at any moment leaves either the old file or the new one, never a mix.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import errno
+import os
+import secrets
+from pathlib import Path
+
+TEMP_PREFIX = ".reseal-tmp-"
+# Attributes that carry NTFS ACLs and attributes through ntfs-3g; not always listed by listxattr.
+_EXPLICIT_XATTRS = ("system.ntfs_acl", "system.ntfs_attrib_be")
+
+
+def fsync_directory(directory: Path) -> None:
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    except OSError as exc:  # some FUSE file systems do not implement fsync on directories
+        if exc.errno not in (errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP):
+            raise
+    finally:
+        os.close(fd)
+
+
+def _copy_metadata(src_fd: int, dst_fd: int) -> None:
+    st = os.fstat(src_fd)
+    with contextlib.suppress(OSError):
+        os.fchown(dst_fd, st.st_uid, st.st_gid)
+    with contextlib.suppress(OSError):
+        os.fchmod(dst_fd, st.st_mode & 0o7777)
+    names: list[str] = []
+    with contextlib.suppress(OSError):
+        names = os.listxattr(src_fd)
+    for name in [*names, *[n for n in _EXPLICIT_XATTRS if n not in names]]:
+        try:
+            value = os.getxattr(src_fd, name)
+        except OSError:
+            continue
+        with contextlib.suppress(OSError):
+            os.setxattr(dst_fd, name, value)
+
+
+def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+    """Replace `path` with `data` atomically, keeping mode, owner and xattrs of the old file.
+
+    `path` must already be a safe host path (no symlink as last component).
+    """
+    directory = path.parent
+    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    old_fd: int | None = None
+    try:
+        old_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except FileNotFoundError:
+        old_fd = None
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        try:
+            if old_fd is not None:
+                _copy_metadata(old_fd, fd)
+            if mode is not None:
+                os.fchmod(fd, mode)
+            elif old_fd is None:
+                os.fchmod(fd, 0o644)
+            view = memoryview(data)
+            while view:
+                written = os.write(fd, view)
+                view = view[written:]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, path)
+        fsync_directory(directory)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    finally:
+        if old_fd is not None:
+            os.close(old_fd)
+
+
+def private_write(path: Path, data: bytes) -> None:
+    """Write a file only its owner can read (reports and journals may hold old identities)."""
+    atomic_write(path, data, mode=0o600)

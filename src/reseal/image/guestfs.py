@@ -1,0 +1,325 @@
+"""Safe access to a mounted guest file system.
+
+Every path is a guest path ("/etc/hostname") resolved the way the guest would resolve it:
+an absolute symlink points into the image root, never into the host. A path or link that
+tries to climb above the root with ".." is refused (UnsafePath), as is a symlink loop.
+Writes go through `fileio.atomic_write` and are recorded in the run's undo journal first;
+in dry-run mode they are only reported.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import stat
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from reseal.errors import ResealError, UnsafePath
+from reseal.fileio import atomic_write, fsync_directory
+from reseal.journal import Journal
+
+MAX_SYMLINK_HOPS = 40
+
+
+@dataclass(frozen=True)
+class FileChange:
+    """A write, creation or removal of one file, as reported in a dry run and in the report."""
+
+    volume: str
+    path: str
+    action: str  # "write", "create", "remove", "mkdir"
+    old_size: int | None
+    new_size: int | None
+
+
+ChangeListener = Callable[[FileChange], None]
+
+
+class GuestFS:
+    """A guest file system mounted (or simply present) at `root` on the host."""
+
+    def __init__(
+        self,
+        root: Path,
+        *,
+        key: str = "root",
+        read_only: bool = False,
+        journal: Journal | None = None,
+        dry_run: bool = False,
+        listener: ChangeListener | None = None,
+    ) -> None:
+        self.root = Path(os.path.realpath(root))
+        self.key = key
+        self.read_only = read_only
+        self.journal = journal
+        self.dry_run = dry_run
+        self.listener = listener
+
+    # ----------------------------------------------------------------- resolution
+    def resolve(self, guest_path: str | PurePosixPath, *, follow_last: bool = True) -> Path:
+        """Host path for `guest_path`; every symlink resolved inside the root."""
+        parts = _split(str(guest_path))
+        resolved: list[str] = []
+        hops = 0
+        while parts:
+            name = parts.pop(0)
+            if name == "..":
+                if not resolved:
+                    raise UnsafePath(
+                        f"{guest_path}: path climbs above the image root; refusing to follow it"
+                    )
+                resolved.pop()
+                continue
+            host = self.root.joinpath(*resolved, name)
+            is_last = not parts
+            try:
+                st = os.lstat(host)
+            except (FileNotFoundError, NotADirectoryError):
+                resolved.append(name)
+                continue
+            if stat.S_ISLNK(st.st_mode) and (follow_last or not is_last):
+                hops += 1
+                if hops > MAX_SYMLINK_HOPS:
+                    raise UnsafePath(f"{guest_path}: too many levels of symbolic links in the image")
+                target = os.readlink(host)
+                link_guest = "/" + "/".join([*resolved, name])
+                if target.startswith("/"):
+                    resolved = []
+                    new_parts = _split(target)
+                else:
+                    new_parts = _split(target)
+                    # a relative link that climbs above the root is hostile: refuse, do not clamp
+                    depth = len(resolved)
+                    for part in new_parts:
+                        if part == "..":
+                            depth -= 1
+                            if depth < 0:
+                                raise UnsafePath(
+                                    f"{link_guest}: link to {target!r} leaves the image root; "
+                                    "refusing to follow it"
+                                )
+                        else:
+                            depth += 1
+                if target.startswith("/") and _climbs_above_root(new_parts):
+                    raise UnsafePath(
+                        f"{link_guest}: link to {target!r} leaves the image root; "
+                        "refusing to follow it"
+                    )
+                parts = new_parts + parts
+                continue
+            resolved.append(name)
+        host = self.root.joinpath(*resolved)
+        return host
+
+    # ----------------------------------------------------------------- reading
+    def exists(self, path: str) -> bool:
+        return os.path.lexists(self.resolve(path))
+
+    def is_file(self, path: str) -> bool:
+        return self.resolve(path).is_file()
+
+    def is_dir(self, path: str) -> bool:
+        return self.resolve(path).is_dir()
+
+    def is_symlink(self, path: str) -> bool:
+        return self.resolve(path, follow_last=False).is_symlink()
+
+    def readlink(self, path: str) -> str:
+        return os.readlink(self.resolve(path, follow_last=False))
+
+    def read_bytes(self, path: str, *, limit: int = 256 << 20) -> bytes:
+        host = self.resolve(path)
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+        try:
+            size = os.fstat(fd).st_size
+            if size > limit:
+                raise ResealError(f"{path}: {size} bytes is more than the {limit} reseal reads")
+            chunks = []
+            while chunk := os.read(fd, 1 << 20):
+                chunks.append(chunk)
+            return b"".join(chunks)
+        finally:
+            os.close(fd)
+
+    def read_text(self, path: str, encoding: str = "utf-8") -> str:
+        return self.read_bytes(path).decode(encoding, errors="surrogateescape")
+
+    def listdir(self, path: str) -> list[str]:
+        host = self.resolve(path)
+        try:
+            return sorted(os.listdir(host))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+
+    def find_child(self, path: str, name: str) -> str | None:
+        """Case-insensitive lookup of `name` in directory `path` (Windows paths)."""
+        lowered = name.lower()
+        for entry in self.listdir(path):
+            if entry.lower() == lowered:
+                return _join(path, entry)
+        return None
+
+    def find_path(self, path: str) -> str | None:
+        """Resolve a Windows-style path case-insensitively, one component at a time."""
+        current = "/"
+        for part in _split(path.replace("\\", "/")):
+            found = self.find_child(current, part)
+            if found is None:
+                return None
+            current = found
+        return current
+
+    def walk(self, path: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
+        """Like os.walk over guest paths; never follows symlinks (so never leaves the root)."""
+        top = self.resolve(path)
+        base = len(str(self.root))
+        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+            guest = dirpath[base:] or "/"
+            yield guest, dirnames, filenames
+
+    def stat(self, path: str) -> os.stat_result:
+        return os.stat(self.resolve(path), follow_symlinks=False)
+
+    # ----------------------------------------------------------------- writing
+    def _check_writable(self, path: str) -> None:
+        if self.read_only and not self.dry_run:
+            raise ResealError(f"{path}: the file system {self.key} is mounted read-only")
+
+    def _notify(self, change: FileChange) -> None:
+        if self.listener is not None:
+            self.listener(change)
+
+    def write_bytes(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+        """Replace (or create) a file atomically, recording its old content for undo."""
+        self._check_writable(path)
+        host = self.resolve(path)
+        old_size: int | None = None
+        with contextlib.suppress(FileNotFoundError):
+            st = os.lstat(host)
+            if stat.S_ISDIR(st.st_mode):
+                raise ResealError(f"{path}: is a directory in the image, expected a file")
+            old_size = st.st_size
+        guest = self.guest_path_of(host)
+        self._notify(
+            FileChange(self.key, guest, "write" if old_size is not None else "create",
+                       old_size, len(data))
+        )
+        if self.dry_run:
+            return
+        if not host.parent.is_dir():
+            raise ResealError(f"{path}: its directory does not exist in the image")
+        if self.journal is not None:
+            self.journal.record(self.key, guest, host)
+        atomic_write(host, data, mode=mode)
+
+    def write_text(self, path: str, text: str, *, mode: int | None = None) -> None:
+        self.write_bytes(path, text.encode("utf-8", errors="surrogateescape"), mode=mode)
+
+    def remove(self, path: str) -> bool:
+        """Remove a file (or a symlink itself); True when something was removed."""
+        self._check_writable(path)
+        host = self.resolve(path, follow_last=False)
+        try:
+            st = os.lstat(host)
+        except FileNotFoundError:
+            return False
+        if stat.S_ISDIR(st.st_mode):
+            raise ResealError(f"{path}: is a directory; reseal removes files only")
+        guest = self.guest_path_of(host)
+        self._notify(FileChange(self.key, guest, "remove", st.st_size, None))
+        if self.dry_run:
+            return True
+        if self.journal is not None:
+            self.journal.record(self.key, guest, host)
+        os.unlink(host)
+        fsync_directory(host.parent)
+        return True
+
+    def remove_tree(self, path: str) -> int:
+        """Remove every file below `path` (recorded for undo); returns how many were removed."""
+        removed = 0
+        for dirpath, _dirs, files in list(self.walk(path)):
+            for name in files:
+                if self.remove(_join(dirpath, name)):
+                    removed += 1
+        return removed
+
+    def mkdir(self, path: str, mode: int = 0o755) -> None:
+        self._check_writable(path)
+        host = self.resolve(path)
+        if host.is_dir():
+            return
+        parent = self.guest_path_of(host.parent)
+        if not host.parent.is_dir():
+            self.mkdir(parent, mode)
+        guest = self.guest_path_of(host)
+        self._notify(FileChange(self.key, guest, "mkdir", None, None))
+        if self.dry_run:
+            return
+        if self.journal is not None:
+            self.journal.record_created_dir(self.key, guest)
+        os.mkdir(host, mode)
+
+    def symlink(self, path: str, target: str) -> None:
+        """Create (or replace) a symlink inside the image; the link text is not resolved."""
+        self._check_writable(path)
+        host = self.resolve(path, follow_last=False)
+        guest = self.guest_path_of(host)
+        self._notify(FileChange(self.key, guest, "create", None, None))
+        if self.dry_run:
+            return
+        if self.journal is not None:
+            self.journal.record(self.key, guest, host)
+        tmp = host.parent / f".reseal-tmp-link-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        os.replace(tmp, host)
+
+    def copy_in(self, host_source: Path, path: str, *, mode: int | None = None) -> None:
+        """Copy a host file into the image (through the same atomic, journaled write)."""
+        self.write_bytes(path, Path(host_source).read_bytes(), mode=mode)
+
+    def guest_path_of(self, host: Path) -> str:
+        rel = os.path.relpath(host, self.root)
+        if rel == ".":
+            return "/"
+        if rel.startswith(".."):
+            raise UnsafePath(f"{host}: not inside the image root {self.root}")
+        return "/" + rel.replace(os.sep, "/")
+
+    def restore_from_journal(self, guest_path: str, data: bytes | None, mode: int | None,
+                             uid: int | None, gid: int | None) -> None:
+        """Undo helper: put back old bytes (or remove a file the run created)."""
+        host = self.resolve(guest_path, follow_last=False)
+        if data is None:
+            with contextlib.suppress(FileNotFoundError):
+                if host.is_dir() and not host.is_symlink():
+                    shutil.rmtree(host)
+                else:
+                    os.unlink(host)
+            return
+        atomic_write(host, data, mode=mode)
+        if uid is not None and gid is not None:
+            with contextlib.suppress(OSError):
+                os.chown(host, uid, gid, follow_symlinks=False)
+
+
+def _split(path: str) -> list[str]:
+    return [p for p in path.split("/") if p not in ("", ".")]
+
+
+def _climbs_above_root(parts: list[str]) -> bool:
+    depth = 0
+    for part in parts:
+        depth = depth - 1 if part == ".." else depth + 1
+        if depth < 0:
+            return True
+    return False
+
+
+def _join(directory: str, name: str) -> str:
+    return directory.rstrip("/") + "/" + name if directory != "/" else "/" + name

@@ -1,0 +1,114 @@
+"""Undo journal: the old content of every file a run changes, recorded before the change.
+
+Layout of a journal directory (mode 0700, it may hold old hives):
+    entries.jsonl      one JSON object per change, appended and fsynced before the change
+    blobs/NNNNNN       the old bytes of a file that existed
+`reseal undo TARGET JOURNAL` replays the entries in reverse order.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+from collections.abc import Iterator
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from reseal.fileio import fsync_directory
+
+
+@dataclass(frozen=True)
+class JournalEntry:
+    """One file change: which volume, which guest path, what it was before."""
+
+    volume: str  # volume key: "root" for a directory target, "p1", "p2"... for partitions
+    path: str  # guest path inside that volume, "/"-separated, absolute
+    existed: bool
+    blob: str | None  # file name under blobs/ holding the old bytes
+    mode: int | None
+    uid: int | None
+    gid: int | None
+    kind: str = "file"  # "file" or "dir" (a directory created by the run)
+
+
+class Journal:
+    """Append-only record of old file contents for one run."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        self._recorded: set[tuple[str, str]] = set()
+        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(directory, 0o700)
+        (directory / "blobs").mkdir(exist_ok=True, mode=0o700)
+        self._entries_path = directory / "entries.jsonl"
+        if self._entries_path.exists():
+            for entry in read_entries(directory):
+                self._recorded.add((entry.volume, entry.path))
+        self._count = sum(1 for _ in (directory / "blobs").iterdir())
+
+    def record(self, volume: str, guest_path: str, host_path: Path) -> None:
+        """Save what `host_path` holds now, unless this run already saved it."""
+        key = (volume, guest_path)
+        if key in self._recorded:
+            return
+        try:
+            st = os.lstat(host_path)
+        except FileNotFoundError:
+            entry = JournalEntry(volume, guest_path, False, None, None, None, None)
+        else:
+            if stat.S_ISDIR(st.st_mode):
+                return  # directories themselves are never replaced, only their files
+            blob = f"{self._count:06d}"
+            self._count += 1
+            blob_path = self.directory / "blobs" / blob
+            fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            try:
+                with open(host_path, "rb") as src:
+                    while chunk := src.read(1 << 20):
+                        os.write(fd, chunk)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            entry = JournalEntry(
+                volume, guest_path, True, blob, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
+            )
+        self._append(entry)
+        self._recorded.add(key)
+
+    def record_created_dir(self, volume: str, guest_path: str) -> None:
+        key = (volume, guest_path + "/")
+        if key in self._recorded:
+            return
+        self._append(JournalEntry(volume, guest_path, False, None, None, None, None, kind="dir"))
+        self._recorded.add(key)
+
+    def _append(self, entry: JournalEntry) -> None:
+        line = json.dumps(asdict(entry), sort_keys=True) + "\n"
+        fd = os.open(self._entries_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        try:
+            os.write(fd, line.encode())
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        fsync_directory(self.directory)
+
+    def blob_bytes(self, entry: JournalEntry) -> bytes:
+        assert entry.blob is not None
+        return (self.directory / "blobs" / entry.blob).read_bytes()
+
+
+def read_entries(directory: Path) -> Iterator[JournalEntry]:
+    path = directory / "entries.jsonl"
+    if not path.exists():
+        return
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            line = line.strip()
+            if not line:
+                continue
+            try:
+                yield JournalEntry(**json.loads(line))
+            except (ValueError, TypeError):
+                # A run killed while appending leaves a partial last line: nothing after it happened.
+                return
