@@ -1,0 +1,105 @@
+"""`reseal generalize TARGET`: give the target a new identity (or show the plan with --dry-run)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from reseal.cli.output import format_table, print_json
+from reseal.errors import BadInput
+from reseal.operations.base import IdentityRequest
+from reseal.pipeline.report import RunReport
+from reseal.pipeline.runner import RunSettings, run_generalize
+
+
+def _names(text: str) -> list[str]:
+    return [n.strip() for n in text.split(",") if n.strip()]
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("generalize", help="give a cloned image a new identity")
+    parser.add_argument("target", help="disk image, block device or mounted root directory")
+    parser.add_argument("--hostname", help="new computer name / hostname")
+    parser.add_argument("--machine-sid", metavar="SID|random",
+                        help="new Windows machine SID (S-1-5-21-a-b-c) or 'random'")
+    parser.add_argument("--machine-id", help="Linux: write this machine-id instead of emptying it")
+    parser.add_argument("--operations", type=_names, metavar="A,B",
+                        help="run exactly these operations")
+    parser.add_argument("--enable", type=_names, default=[], metavar="A,B",
+                        help="also run these (off by default) operations")
+    parser.add_argument("--disable", type=_names, default=[], metavar="A,B",
+                        help="skip these operations")
+    parser.add_argument("--answer-file", type=Path, help="YAML answer file (see docs/answer-files.md)")
+    parser.add_argument("--machine", help="which machine of the answer file this target becomes")
+    parser.add_argument("--seed", type=int, help="seed for generated identities (reproducible runs)")
+    parser.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
+    parser.add_argument("--run-dir", type=Path,
+                        help="where to keep the report and undo journal "
+                             "(default: $RESEAL_STATE_DIR or /var/lib/reseal, runs/<id>)")
+    parser.add_argument("--allow-unclean-ntfs", action="store_true",
+                        help="open an NTFS volume that Windows did not shut down cleanly")
+    parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    parser.set_defaults(handler=run)
+
+
+def settings_from_args(args: argparse.Namespace) -> RunSettings:
+    if args.answer_file is not None:
+        from reseal.pipeline.answerfile import settings_for_machine
+
+        settings = settings_for_machine(args.answer_file, args.machine)
+    else:
+        if args.machine:
+            raise BadInput("--machine needs --answer-file")
+        settings = RunSettings(machine=args.hostname or "")
+    request = settings.request
+    settings.request = IdentityRequest(
+        hostname=args.hostname or request.hostname,
+        machine_sid=args.machine_sid or request.machine_sid,
+        machine_id=args.machine_id or request.machine_id,
+        seed=args.seed if args.seed is not None else request.seed,
+    )
+    if args.operations is not None:
+        settings.only = args.operations
+    settings.enable = [*settings.enable, *args.enable]
+    settings.disable = [*settings.disable, *args.disable]
+    settings.allow_unclean_ntfs = settings.allow_unclean_ntfs or args.allow_unclean_ntfs
+    return settings
+
+
+def run(args: argparse.Namespace) -> int:
+    settings = settings_from_args(args)
+    result = run_generalize(args.target, settings, dry_run=args.dry_run, run_dir=args.run_dir)
+    if args.json:
+        print_json(result.report)
+    else:
+        print_report(result.report)
+        if result.report_path is not None:
+            print(f"\nreport: {result.report_path}")
+            print(f"undo:   reseal undo {args.target} {result.journal_dir}")
+    return 0 if result.ok else 1
+
+
+def print_report(report: RunReport) -> None:
+    heading = "plan (dry run: nothing written)" if report.dry_run else "changes"
+    if report.identity:
+        print(format_table(("IDENTITY", "OLD", "NEW"),
+                           [(v.name, v.old or "-", v.new or "-") for v in report.identity.values()]))
+        print()
+    print(f"{heading}: {len(report.changes)}")
+    if report.changes:
+        print(format_table(
+            ("OPERATION", "ACTION", "WHERE", "OLD", "NEW"),
+            [(c.operation, c.action, c.where, _short(c.old), _short(c.new))
+             for c in report.changes],
+        ))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def _short(text: str | None, width: int = 48) -> str:
+    if text is None:
+        return "-"
+    return text if len(text) <= width else text[: width - 1] + "…"

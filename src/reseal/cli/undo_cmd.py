@@ -1,0 +1,29 @@
+"""`reseal undo TARGET JOURNAL`: restore every file a run changed, byte for byte."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reseal.cli.output import print_json
+from reseal.pipeline.undo import undo_run
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("undo", help="restore the files a run changed")
+    parser.add_argument("target", help="the image, device or directory the run changed")
+    parser.add_argument("journal", type=Path,
+                        help="the run's journal directory (see the report's 'journal')")
+    parser.add_argument("--allow-unclean-ntfs", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = undo_run(args.target, args.journal, allow_unclean_ntfs=args.allow_unclean_ntfs)
+    if args.json:
+        print_json(result)
+    else:
+        print(f"restored {result.restored} files, removed {result.removed} files the run "
+              f"created, removed {result.directories_removed} directories")
+    return 0

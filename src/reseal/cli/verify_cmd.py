@@ -1,0 +1,34 @@
+"""`reseal verify TARGET --report RUN.json`: scan for traces of the old identity."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from reseal.cli.output import format_table, print_json
+from reseal.image.target import OpenOptions, open_target
+from reseal.pipeline.report import RunReport
+from reseal.pipeline.verify import scan_leftovers
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    parser = sub.add_parser("verify", help="find traces of the old identity after a run")
+    parser.add_argument("target")
+    parser.add_argument("--report", type=Path, required=True, help="the run's report.json")
+    parser.add_argument("--allow-unclean-ntfs", action="store_true")
+    parser.add_argument("--json", action="store_true")
+    parser.set_defaults(handler=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    report = RunReport.load(args.report)
+    with open_target(args.target, OpenOptions(allow_unclean_ntfs=args.allow_unclean_ntfs)) as target:
+        hits = scan_leftovers(target, report)
+    if args.json:
+        print_json({"hits": hits, "count": len(hits)})
+    else:
+        if hits:
+            print(format_table(("SYSTEM", "WHERE", "WHAT", "MATCH"),
+                               [(h.system, h.where, h.what, h.match) for h in hits]))
+        print(f"{len(hits)} trace(s) of the old identity found")
+    return 1 if hits else 0
