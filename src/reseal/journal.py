@@ -29,7 +29,7 @@ class JournalEntry:
     mode: int | None
     uid: int | None
     gid: int | None
-    kind: str = "file"  # "file" or "dir" (a directory created by the run)
+    kind: str = "file"  # "file", "dir" (created by the run) or "rmdir" (removed by the run)
 
 
 class Journal:
@@ -82,6 +82,9 @@ class Journal:
             return
         self._append(JournalEntry(volume, guest_path, False, None, None, None, None, kind="dir"))
         self._recorded.add(key)
+
+    def record_removed_dir(self, volume: str, guest_path: str, mode: int) -> None:
+        self._append(JournalEntry(volume, guest_path, True, None, mode, None, None, kind="rmdir"))
 
     def _append(self, entry: JournalEntry) -> None:
         line = json.dumps(asdict(entry), sort_keys=True) + "\n"

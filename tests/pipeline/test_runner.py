@@ -86,7 +86,7 @@ def test_bad_hostname_is_refused_before_anything_is_written(tmp_path: Path) -> N
     root = _linux_root(tmp_path / "root")
     before = _tree_digest(root)
     proc = subprocess.run(
-        [sys.executable, "-m", "reseal", "generalize", str(root), "--hostname", "-bad_name-",
+        [sys.executable, "-m", "reseal", "generalize", str(root), "--hostname=-bad_name-",
          "--run-dir", str(tmp_path / "run")],
         capture_output=True, text=True, check=False,
     )

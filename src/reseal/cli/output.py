@@ -27,7 +27,8 @@ def to_jsonable(obj: Any) -> Any:
     return obj
 
 
-def print_json(obj: Any, stream: TextIO = sys.stdout) -> None:
+def print_json(obj: Any, stream: TextIO | None = None) -> None:
+    stream = stream or sys.stdout
     json.dump(to_jsonable(obj), stream, indent=2, sort_keys=False)
     stream.write("\n")
 

@@ -263,6 +263,24 @@ class GuestFS:
             self.journal.record_created_dir(self.key, guest)
         os.mkdir(host, mode)
 
+    def rmdir(self, path: str) -> bool:
+        """Remove an empty directory; True when it was removed. Undo recreates it."""
+        self._check_writable(path)
+        host = self.resolve(path, follow_last=False)
+        if host.is_symlink() or not host.is_dir():
+            return False
+        if any(host.iterdir()):
+            raise ResealError(f"{path}: directory is not empty; remove its files first")
+        guest = self.guest_path_of(host)
+        self._notify(FileChange(self.key, guest, "rmdir", None, None))
+        if self.dry_run:
+            return True
+        if self.journal is not None:
+            self.journal.record_removed_dir(self.key, guest, stat.S_IMODE(os.lstat(host).st_mode))
+        os.rmdir(host)
+        fsync_directory(host.parent)
+        return True
+
     def symlink(self, path: str, target: str) -> None:
         """Create (or replace) a symlink inside the image; the link text is not resolved."""
         self._check_writable(path)

@@ -38,6 +38,10 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
         for entry in reversed(entries):
             fs = volumes[entry.volume].fs
             assert fs is not None
+            if entry.kind == "rmdir":
+                host = fs.resolve(entry.path, follow_last=False)
+                os.makedirs(host, mode=entry.mode or 0o755, exist_ok=True)
+                continue
             if entry.kind == "dir":
                 host = fs.resolve(entry.path, follow_last=False)
                 with contextlib.suppress(OSError):

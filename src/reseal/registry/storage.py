@@ -150,7 +150,7 @@ class CellStore:
             offset = self._grow(need)
         else:
             size = self._sizes[index]
-            offset = min(self._by_size[size])
+            offset = next(iter(self._by_size[size]))
         size = self._remove_free(offset)
         rest = size - need
         if rest >= 8:

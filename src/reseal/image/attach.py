@@ -1,0 +1,262 @@
+"""Kernel resources that must never outlive a run: mounts, loop devices, FUSE daemons.
+
+- Mounts: the process moves itself into a private mount namespace before its first mount, so
+  whatever it mounted vanishes with it, even after SIGKILL.
+- Loop devices: configured with LO_FLAGS_AUTOCLEAR through LOOP_CONFIGURE and held by an open
+  descriptor; the kernel detaches them when the last user (us, a mount, a FUSE daemon) closes.
+- FUSE daemons (ntfs-3g, reseal.image.fatfuse, qemu-storage-daemon) run in the foreground as our children
+  with PR_SET_PDEATHSIG=SIGKILL, so they die with us.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import errno
+import fcntl
+import os
+import signal
+import struct
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from reseal.errors import Refused, ResealError
+
+CLONE_NEWNS = 0x00020000
+PR_SET_PDEATHSIG = 1
+LOOP_CTL_GET_FREE = 0x4C82
+LOOP_CONFIGURE = 0x4C0A
+LOOP_CLR_FD = 0x4C01
+LO_FLAGS_READ_ONLY = 1
+LO_FLAGS_AUTOCLEAR = 4
+LOOP_INFO64_SIZE = 232
+LOOP_CONFIG_SIZE = 4 + 4 + LOOP_INFO64_SIZE + 8 * 8
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_namespace_owner: tuple[int, int] | None = None  # (pid, thread id) that unshared
+_namespace_lock = threading.Lock()
+
+
+def enter_private_mount_namespace() -> None:
+    """Give this thread (and the processes it starts) a private mount namespace, once."""
+    global _namespace_owner
+    me = (os.getpid(), threading.get_native_id())
+    with _namespace_lock:
+        if _namespace_owner == me:
+            return
+        if _libc.unshare(CLONE_NEWNS) != 0:
+            err = ctypes.get_errno()
+            raise ResealError(
+                f"cannot create a private mount namespace: {os.strerror(err)}; run reseal as root"
+            )
+        run(["mount", "--make-rprivate", "/"])
+        _namespace_owner = me
+
+
+def _die_with_parent() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """Run a host tool (never one from the image) and capture its output."""
+    proc = subprocess.run(
+        list(argv), capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent
+    )
+    if check and proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise ResealError(f"{argv[0]} failed: {detail[-1] if detail else proc.returncode}")
+    return proc
+
+
+# ------------------------------------------------------------------------- loop devices
+@dataclass
+class LoopDevice:
+    path: str
+    fd: int
+
+    def close(self) -> None:
+        """Drop our reference; autoclear detaches the device once nobody uses it."""
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+@contextlib.contextmanager
+def loop_device(backing: Path, offset: int, size: int, read_only: bool) -> Iterator[LoopDevice]:
+    device = attach_loop(backing, offset, size, read_only)
+    try:
+        yield device
+    finally:
+        device.close()
+
+
+def attach_loop(backing: Path, offset: int, size: int, read_only: bool) -> LoopDevice:
+    try:
+        backing_fd = os.open(backing, os.O_RDONLY if read_only else os.O_RDWR)
+    except OSError as exc:
+        how = "reading" if read_only else "writing"
+        raise ResealError(f"{backing}: cannot open it for {how}: {exc.strerror}") from None
+    try:
+        control = os.open("/dev/loop-control", os.O_RDWR)
+        try:
+            for _ in range(32):
+                number = fcntl.ioctl(control, LOOP_CTL_GET_FREE)
+                path = f"/dev/loop{number}"
+                try:
+                    loop_fd = os.open(path, os.O_RDONLY if read_only else os.O_RDWR)
+                except FileNotFoundError:
+                    time.sleep(0.05)
+                    continue
+                config = _loop_config(backing_fd, backing, offset, size, read_only)
+                try:
+                    fcntl.ioctl(loop_fd, LOOP_CONFIGURE, config)
+                except OSError as exc:
+                    os.close(loop_fd)
+                    if exc.errno == errno.EBUSY:
+                        continue  # another process took it between GET_FREE and CONFIGURE
+                    raise ResealError(f"cannot set up a loop device for {backing}: {exc}") from exc
+                return LoopDevice(path=path, fd=loop_fd)
+        finally:
+            os.close(control)
+    finally:
+        os.close(backing_fd)
+    raise ResealError(f"no free loop device for {backing}")
+
+
+def _loop_config(fd: int, backing: Path, offset: int, size: int, read_only: bool) -> bytes:
+    flags = LO_FLAGS_AUTOCLEAR | (LO_FLAGS_READ_ONLY if read_only else 0)
+    name = str(backing).encode()[:63].ljust(64, b"\x00")
+    info = struct.pack("<QQQQQIIII", 0, 0, 0, offset, size, 0, 0, 0, flags) + name
+    info = info.ljust(LOOP_INFO64_SIZE, b"\x00")
+    return struct.pack("<II", fd, 0) + info + b"\x00" * 64
+
+
+def loops_backed_by(path: Path) -> list[str]:
+    """Loop devices (anyone's) whose backing file is `path`."""
+    proc = run(["losetup", "--noheadings", "--output", "NAME", "-j", str(path)], check=False)
+    return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
+
+
+def mount_points_of(device: str) -> list[str]:
+    """Where a block device is mounted, in the host's namespace or ours."""
+    try:
+        st = os.stat(device)
+    except OSError:
+        return []
+    wanted = f"{os.major(st.st_rdev)}:{os.minor(st.st_rdev)}"
+    found: list[str] = []
+    for table in ("/proc/1/mountinfo", "/proc/self/mountinfo"):
+        with contextlib.suppress(OSError), open(table) as handle:
+            for line in handle:
+                fields = line.split()
+                if len(fields) > 4 and fields[2] == wanted and fields[4] not in found:
+                    found.append(fields[4])
+    return found
+
+
+def refuse_if_in_use(path: Path) -> None:
+    """Refuse an image that another loop device or mount already uses."""
+    for device in loops_backed_by(path):
+        where = mount_points_of(device)
+        if where:
+            raise Refused(
+                f"{path}: already mounted at {where[0]} through {device}; unmount it and detach "
+                f"the loop device (losetup -d {device}) first"
+            )
+        raise Refused(
+            f"{path}: already attached as {device}; detach it first (losetup -d {device})"
+        )
+    if path.is_block_device():
+        name = os.path.basename(os.path.realpath(path))
+        devices = [str(path)] + [f"/dev/{p.name}" for p in Path(f"/sys/class/block/{name}").glob(
+            f"{name}*") if (p / "partition").exists()]
+        for device in devices:
+            where = mount_points_of(device)
+            if where:
+                raise Refused(f"{device}: mounted at {where[0]}; unmount it first")
+
+
+# ------------------------------------------------------------------------- mounts
+def mount_options_of(mountpoint: Path) -> list[str] | None:
+    """Per-mount options of `mountpoint` in our namespace (None when not mounted)."""
+    target = os.path.realpath(mountpoint)
+    with open("/proc/self/mountinfo") as handle:
+        found = None
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 5 and _unescape(fields[4]) == target:
+                found = fields[5].split(",")
+        return found
+
+
+def _unescape(field: str) -> str:
+    return field.replace("\\040", " ").replace("\\011", "\t").replace("\\012", "\n").replace(
+        "\\134", "\\"
+    )
+
+
+def unmount(mountpoint: Path) -> None:
+    """Unmount, lazily if busy; never raises (used on every exit path)."""
+    if mount_options_of(mountpoint) is None:
+        return
+    proc = run(["umount", str(mountpoint)], check=False)
+    if proc.returncode != 0:
+        run(["umount", "-l", str(mountpoint)], check=False)
+
+
+@dataclass
+class FuseDaemon:
+    """A FUSE server running in the foreground as our child, mounted at `mountpoint`."""
+
+    process: subprocess.Popen[bytes]
+    mountpoint: Path
+    log: Path
+    exits_on_unmount: bool = True  # ntfs-3g and the FAT server flush and exit by themselves
+
+    def stop(self, timeout: float = 20) -> None:
+        unmount(self.mountpoint)
+        if self.exits_on_unmount:
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                self.process.wait(timeout=timeout)
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            try:
+                self.process.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
+        unmount(self.mountpoint)
+
+
+def start_fuse(argv: Sequence[str], mountpoint: Path, log: Path, *, timeout: float = 30,
+               exits_on_unmount: bool = True) -> FuseDaemon:
+    """Start a foreground FUSE server and wait until its mount is visible (or it failed)."""
+    with open(log, "wb") as out:
+        process = subprocess.Popen(
+            list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
+            preexec_fn=_die_with_parent,
+        )
+    daemon = FuseDaemon(process, mountpoint, log, exits_on_unmount)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if mount_options_of(mountpoint) is not None:
+            return daemon
+        if process.poll() is not None:
+            break
+        time.sleep(0.02)
+    daemon.stop()
+    text = log.read_text(errors="replace").strip().splitlines()
+    keywords = ("fail", "error", "refuse", "denied", "unclean", "hibernat", "cannot", "lock")
+    message = next((line.strip() for line in text if any(k in line.lower() for k in keywords)),
+                   next((line.strip() for line in reversed(text) if line.strip()), "no output"))
+    raise FuseStartError(argv[0], message, "\n".join(text))
+
+
+class FuseStartError(ResealError):
+    def __init__(self, program: str, message: str, output: str) -> None:
+        super().__init__(f"{os.path.basename(program)} failed: {message}")
+        self.output = output

@@ -1,0 +1,200 @@
+"""Open a disk image file or block device as a `Target`.
+
+container (raw | qemu FUSE export) -> reseal's partition parser -> one autoclear loop device
+per partition -> a mount per known file system (kernel, ntfs-3g, pyfatfs FUSE) -> GuestFS -> systems.
+Everything runs in a private mount namespace and is released in reverse order on exit.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from reseal.errors import BadInput, CorruptData, ResealError
+from reseal.image.attach import (
+    FuseStartError,
+    enter_private_mount_namespace,
+    refuse_if_in_use,
+    run,
+    unmount,
+)
+from reseal.image.container import QEMU_FORMATS, detect_format, qemu_raw_export
+from reseal.image.detect import detect_systems
+from reseal.image.fsprobe import ReadFn, probe
+from reseal.image.fstab import parse_fstab
+from reseal.image.guestfs import GuestFS
+from reseal.image.model import DiskLayout, LinuxSystem, Partition, Volume
+from reseal.image.partitions import read_layout
+from reseal.image.target import OpenOptions, Target
+from reseal.image.volumes import MountRequest, mount_volume
+
+# GPT types that never hold a file system worth mounting
+SKIPPED_TYPES = frozenset(
+    {
+        "e3c9e316-0b5c-4db8-817d-f92df00215ae",  # Microsoft reserved
+        "21686148-6449-6e6f-744e-656564454649",  # BIOS boot
+        "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",  # Linux swap
+        "0x82",
+        "0x05",
+        "0x0f",
+        "0x85",
+    }
+)
+BIND_MOUNT_POINTS = ("/boot", "/boot/efi", "/efi")
+
+
+@contextlib.contextmanager
+def open_disk(path: Path, options: OpenOptions) -> Iterator[Target]:
+    """Open a raw/virtual disk image or a block device; release everything on exit."""
+    path = Path(os.path.abspath(path))
+    kind = detect_format(path)
+    if kind == "raw" and path.stat().st_size == 0:
+        raise BadInput(f"{path}: the file is empty; expected a disk image")
+    refuse_if_in_use(path)
+    enter_private_mount_namespace()
+    workdir = Path(tempfile.mkdtemp(prefix="reseal-"))
+    try:
+        with contextlib.ExitStack() as stack:
+            raw_path = path
+            if kind in QEMU_FORMATS:
+                raw_path = stack.enter_context(
+                    qemu_raw_export(path, kind, options.writable and not options.dry_run, workdir)
+                )
+            target = Target(source=path, kind=kind, options=options, raw_path=raw_path)
+            stream = stack.enter_context(open(raw_path, "rb"))
+            size = _size_of(stream)
+            target.layout = read_layout(stream, size, str(path))
+            for volume in _volumes(target.layout, stream, size):
+                target.volumes.append(volume)
+                _mount(stack, target, volume, workdir)
+            target.systems = detect_systems([v for v in target.volumes if v.fs is not None])
+            for system in target.linux:
+                _mount_fstab_volumes(stack, target, system, workdir)
+            yield target
+    finally:
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _size_of(stream: BinaryIO) -> int:
+    stream.seek(0, os.SEEK_END)
+    return stream.tell()
+
+
+def _volumes(layout: DiskLayout, stream: BinaryIO, disk_size: int) -> list[Volume]:
+    if layout.table == "none":
+        whole = Partition(index=0, start=0, size=disk_size, type_id="", table="none")
+        info = probe(_reader(stream, 0), disk_size)
+        return [Volume(key="disk", fstype=info.fstype, label=info.label, uuid=info.uuid,
+                       partition=whole)]
+    volumes = []
+    for part in layout.partitions:
+        info = probe(_reader(stream, part.start), part.size)
+        volumes.append(Volume(key=f"p{part.index}", fstype=info.fstype, label=info.label,
+                              uuid=info.uuid, partition=part))
+    return volumes
+
+
+def _reader(stream: BinaryIO, base: int) -> ReadFn:
+    def read(offset: int, length: int) -> bytes:
+        stream.seek(base + offset)
+        data = stream.read(length)
+        if len(data) != length:
+            raise CorruptData(f"short read at byte {base + offset}: the image is truncated")
+        return data
+
+    return read
+
+
+def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir: Path) -> None:
+    part = volume.partition
+    assert part is not None and target.raw_path is not None
+    if part.type_id in SKIPPED_TYPES or volume.fstype in ("", "swap"):
+        return
+    options = target.options
+    request = MountRequest(
+        backing=target.raw_path,
+        offset=part.start,
+        size=part.size,
+        fstype=volume.fstype,
+        mountpoint=workdir / volume.key,
+        writable=options.writable and not options.dry_run,
+        allow_unclean_ntfs=options.allow_unclean_ntfs,
+        where=f"{target.source} partition {part.index}" if part.index else str(target.source),
+        workdir=workdir,
+    )
+    request.mountpoint.mkdir()
+    try:
+        mounted = stack.enter_context(mount_volume(request))
+    except FuseStartError as exc:
+        if volume.fstype != "vfat":
+            raise
+        # an unreadable ESP should not hide the system next to it: say so and go on
+        volume.notes.append(f"not mounted: {exc}")
+        target.warnings.append(f"{volume.key}: FAT volume not mounted: {exc}")
+        return
+    volume.device = mounted.device
+    volume.read_only = mounted.read_only
+    volume.notes.extend(mounted.notes)
+    target.warnings.extend(f"{volume.key}: {note}" for note in mounted.notes)
+    volume.fs = GuestFS(
+        request.mountpoint,
+        key=volume.key,
+        read_only=not options.writable or mounted.read_only and not options.dry_run,
+        journal=options.journal,
+        dry_run=options.dry_run,
+        listener=options.listener,
+    )
+
+
+def _mount_fstab_volumes(stack: contextlib.ExitStack, target: Target, system: LinuxSystem,
+                         workdir: Path) -> None:
+    """Bind the image's /boot and /boot/efi volumes below its root, as fstab says."""
+    fs = system.fs
+    try:
+        text = fs.read_text("/etc/fstab")
+    except (OSError, ResealError):
+        return
+    entries = sorted(parse_fstab(text), key=lambda e: e.mountpoint.count("/"))
+    for entry in entries:
+        if entry.mountpoint not in BIND_MOUNT_POINTS:
+            continue
+        volume = _volume_for_spec(target, entry.spec)
+        if volume is None or volume.fs is None or volume is system.volume:
+            continue
+        try:
+            host_dir = fs.resolve(entry.mountpoint)
+        except ResealError as exc:
+            target.warnings.append(f"fstab {entry.mountpoint}: {exc}")
+            continue
+        if host_dir.is_symlink() or not host_dir.is_dir():
+            target.warnings.append(
+                f"fstab {entry.mountpoint}: no such directory in the image; not mounted"
+            )
+            continue
+        run(["mount", "--bind", str(volume.fs.root), str(host_dir)])
+        stack.callback(unmount, host_dir)
+        system.extra_volumes[entry.mountpoint] = volume
+
+
+def _volume_for_spec(target: Target, spec: str) -> Volume | None:
+    key, _, value = spec.partition("=")
+    if spec.startswith("/dev/disk/by-uuid/"):
+        key, value = "UUID", spec.rsplit("/", 1)[1]
+    elif spec.startswith("/dev/disk/by-label/"):
+        key, value = "LABEL", spec.rsplit("/", 1)[1]
+    elif spec.startswith("/dev/disk/by-partuuid/"):
+        key, value = "PARTUUID", spec.rsplit("/", 1)[1]
+    for volume in target.volumes:
+        part = volume.partition
+        if key == "UUID" and volume.uuid and volume.uuid.lower() == value.lower():
+            return volume
+        if key == "LABEL" and volume.label and volume.label == value:
+            return volume
+        if key == "PARTUUID" and part is not None and part.guid and part.guid == value.lower():
+            return volume
+    return None

@@ -1,0 +1,85 @@
+"""The inspect report: plain dataclasses, serialised as they are by `--json`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from reseal.image.fstab import FstabEntry
+
+
+@dataclass
+class PartitionRow:
+    volume: str  # "p1", "disk", "root"
+    index: int
+    start: int
+    size: int
+    type_id: str
+    type_name: str
+    fstype: str
+    label: str
+    uuid: str
+    name: str = ""
+    guid: str = ""
+    bootable: bool = False
+    mounted: bool = False
+    read_only: bool = True
+    notes: list[str] = field(default_factory=list)
+
+
+@dataclass
+class WindowsReport:
+    volume: str
+    system_root: str
+    hive_paths: dict[str, str | None]
+    product_name: str | None = None
+    build: str | None = None
+    edition: str | None = None
+    display_version: str | None = None
+    architecture: str | None = None
+    control_set: int | None = None  # Select\Default: the set used at next boot
+    computer_name: str | None = None
+    sam_sid: str | None = None
+    security_sid: str | None = None
+    machine_guid: str | None = None
+    absent: list[str] = field(default_factory=list)  # what could not be read, and why
+
+
+@dataclass
+class SshHostKey:
+    path: str
+    key_type: str
+    fingerprint: str  # "SHA256:..." as ssh-keygen -l prints it
+
+
+@dataclass
+class BootLoader:
+    name: str  # "GRUB 2", "GRUB legacy", "LILO", "systemd-boot"
+    config: str  # guest path of the file it was found by
+    root: str | None  # the root file system it boots ("UUID=...", "/dev/sda1")
+
+
+@dataclass
+class LinuxReport:
+    volume: str
+    os_name: str | None = None
+    os_version: str | None = None
+    hostname: str | None = None
+    machine_id: str | None = None
+    ssh_host_keys: list[SshHostKey] = field(default_factory=list)
+    boot_loaders: list[BootLoader] = field(default_factory=list)
+    fstab: list[FstabEntry] = field(default_factory=list)
+    mounted_below_root: dict[str, str] = field(default_factory=dict)  # mount point -> volume
+    absent: list[str] = field(default_factory=list)
+
+
+@dataclass
+class InspectReport:
+    source: str
+    kind: str
+    table: str
+    disk_size: int | None
+    disk_guid: str
+    partitions: list[PartitionRow]
+    windows: list[WindowsReport]
+    linux: list[LinuxReport]
+    warnings: list[str]

@@ -1,0 +1,83 @@
+"""The readable form of the inspect report (tables and key/value blocks)."""
+
+from __future__ import annotations
+
+from reseal.cli.output import format_table
+from reseal.inspection.model import InspectReport, LinuxReport, WindowsReport
+
+
+def _size(n: int) -> str:
+    value = float(n)
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if value < 1024:
+            return f"{value:.0f} {unit}" if unit == "B" else f"{value:.1f} {unit}"
+        value /= 1024
+    return f"{value:.1f} TiB"
+
+
+def _block(title: str, pairs: list[tuple[str, object]]) -> list[str]:
+    width = max(len(k) for k, _ in pairs)
+    lines = [title]
+    for key, value in pairs:
+        lines.append(f"  {key.ljust(width)}  {'(absent)' if value in (None, '') else value}")
+    return lines
+
+
+def render_text(report: InspectReport) -> str:
+    lines = [f"{report.source}: {report.kind}, partition table {report.table}"
+             + (f", {_size(report.disk_size)}" if report.disk_size else "")]
+    if report.disk_guid:
+        lines[0] += f", disk GUID {report.disk_guid}"
+    rows = [(r.index or "-", r.volume, _size(r.start) if r.size else "", _size(r.size) if r.size else "",
+             r.type_name or r.type_id, r.fstype or "?", r.label, r.uuid,
+             ("rw" if not r.read_only else "ro") if r.mounted else "-")
+            for r in report.partitions]
+    lines += ["", format_table(("#", "VOL", "START", "SIZE", "TYPE", "FS", "LABEL", "UUID", "MOUNT"),
+                               rows)]
+    for win in report.windows:
+        lines += ["", *_windows(win)]
+    for lin in report.linux:
+        lines += ["", *_linux(lin)]
+    if not report.windows and not report.linux:
+        lines += ["", "no operating system found"]
+    for warning in report.warnings:
+        lines.append(f"warning: {warning}")
+    return "\n".join(lines)
+
+
+def _windows(win: WindowsReport) -> list[str]:
+    hives = ", ".join(f"{k}={v}" for k, v in win.hive_paths.items() if v) or None
+    lines = _block(f"Windows on {win.volume} ({win.system_root})", [
+        ("product", win.product_name), ("build", win.build), ("edition", win.edition),
+        ("version", win.display_version), ("architecture", win.architecture),
+        ("system root", win.system_root),
+        ("boot control set", f"ControlSet{win.control_set:03d}" if win.control_set else None),
+        ("computer name", win.computer_name), ("machine SID (SAM)", win.sam_sid),
+        ("machine SID (SECURITY)", win.security_sid), ("MachineGuid", win.machine_guid),
+        ("hives", hives),
+    ])
+    lines += [f"  absent: {item}" for item in win.absent]
+    return lines
+
+
+def _linux(lin: LinuxReport) -> list[str]:
+    pairs: list[tuple[str, object]] = [
+        ("distribution", lin.os_name), ("version", lin.os_version), ("hostname", lin.hostname),
+        ("machine-id", lin.machine_id),
+    ]
+    for key in lin.ssh_host_keys:
+        pairs.append((f"ssh {key.key_type}", key.fingerprint))
+    for loader in lin.boot_loaders:
+        pairs.append(("boot loader", f"{loader.name} ({loader.config}), root={loader.root or '?'}"))
+    if not lin.boot_loaders:
+        pairs.append(("boot loader", None))
+    for mountpoint, volume in lin.mounted_below_root.items():
+        pairs.append(("mounted", f"{volume} at {mountpoint}"))
+    lines = _block(f"Linux on {lin.volume}", pairs)
+    if lin.fstab:
+        lines.append("  fstab:")
+        table = format_table(("SPEC", "MOUNT", "TYPE", "OPTIONS"),
+                             [(e.spec, e.mountpoint, e.fstype, e.options) for e in lin.fstab])
+        lines += ["    " + line for line in table.splitlines()]
+    lines += [f"  absent: {item}" for item in lin.absent]
+    return lines

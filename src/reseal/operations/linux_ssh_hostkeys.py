@@ -1,0 +1,178 @@
+"""linux-ssh-hostkeys: clones must not share the master's SSH host keys.
+
+New keys are made with the host's ssh-keygen (never a binary from the image) in a private
+temporary directory, then copied into the image's /etc/ssh through GuestFS: private keys 0600,
+public keys 0644, owned by root (old files are removed first so the new ones are created by
+root rather than inheriting the old owner).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import shutil
+import subprocess
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from reseal.errors import BadInput, ResealError
+from reseal.image.guestfs import GuestFS
+from reseal.image.model import OSFamily
+from reseal.linux.guest import os_release, preflight
+from reseal.linux.osrelease import Family
+from reseal.operations.base import IdentityRequest, Operation, OperationContext
+
+ORDER = 22
+SSH_DIR = "/etc/ssh"
+KEY_TYPES = ("rsa", "ecdsa", "ed25519", "dsa")
+DEFAULT_TYPES = ("rsa", "ecdsa", "ed25519")
+KEY_FILE = re.compile(r"^ssh_host_([a-z0-9]+)_key$")
+MODES = ("generate", "remove")
+# Units that make missing host keys on boot, per distribution.
+REGENERATING_UNITS = (
+    "/usr/lib/systemd/system/sshd-keygen@.service",  # Fedora/RHEL
+    "/usr/lib/systemd/system/sshdgenkeys.service",  # Arch
+    "/usr/lib/systemd/system/sshd-gen-keys-start.service",  # SUSE
+    "/lib/systemd/system/sshd-keygen@.service",
+)
+
+
+@dataclass
+class SshHostKeyOptions:
+    mode: str = "generate"  # "generate" now, or "remove" for regeneration on first boot
+    types: list[str] = field(default_factory=list)  # empty: the types the image had
+    rsa_bits: int = 3072
+
+
+def validate(request: IdentityRequest, options: Any) -> None:
+    if not isinstance(options, SshHostKeyOptions):
+        return
+    if options.mode not in MODES:
+        raise BadInput(f"linux-ssh-hostkeys: mode {options.mode!r} is not one of {', '.join(MODES)}")
+    for key_type in options.types:
+        if key_type not in KEY_TYPES:
+            raise BadInput(
+                f"linux-ssh-hostkeys: key type {key_type!r} is not one of {', '.join(KEY_TYPES)}"
+            )
+    if options.rsa_bits < 2048:
+        raise BadInput("linux-ssh-hostkeys: rsa_bits below 2048 is refused; use 3072 or more")
+
+
+def fingerprint(public_line: str) -> str | None:
+    """OpenSSH SHA256 fingerprint of a public key line ("ssh-ed25519 AAAA... comment")."""
+    fields = public_line.split()
+    if len(fields) < 2:
+        return None
+    try:
+        blob = base64.b64decode(fields[1], validate=True)
+    except ValueError:
+        return None
+    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+
+
+def existing_key_types(fs: GuestFS) -> list[str]:
+    found = []
+    for name in fs.listdir(SSH_DIR):
+        match = KEY_FILE.match(name)
+        if match:
+            found.append(match.group(1))
+    return [t for t in KEY_TYPES if t in found] + sorted(set(found) - set(KEY_TYPES))
+
+
+def host_fingerprints(fs: GuestFS) -> dict[str, str]:
+    """key type -> fingerprint of the image's host public keys."""
+    prints = {}
+    for key_type in existing_key_types(fs):
+        path = f"{SSH_DIR}/ssh_host_{key_type}_key.pub"
+        if fs.is_file(path):
+            value = fingerprint(fs.read_text(path))
+            if value:
+                prints[key_type] = value
+    return prints
+
+
+def apply(ctx: OperationContext) -> None:
+    options = ctx.options if isinstance(ctx.options, SshHostKeyOptions) else SshHostKeyOptions()
+    validate(ctx.request, options)
+    preflight(ctx)
+    fs = ctx.system.fs
+    if not fs.is_dir(SSH_DIR):
+        ctx.note("no /etc/ssh in the image: nothing to do")
+        return
+    had = existing_key_types(fs)
+    old_prints = host_fingerprints(fs)
+    types = options.types or [t for t in had if t in KEY_TYPES] or list(DEFAULT_TYPES)
+    if not had and not options.types:
+        ctx.note("the image had no SSH host keys; none are added (ask for types to add some)")
+        return
+
+    for key_type in had:
+        for suffix in ("", ".pub", "-cert.pub"):
+            path = f"{SSH_DIR}/ssh_host_{key_type}_key{suffix}"
+            if fs.exists(path):
+                fs.remove(path)
+                ctx.change(path, "remove", old_prints.get(key_type) if suffix == ".pub" else None)
+
+    if options.mode == "remove":
+        for key_type in had:
+            ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), None)
+        _warn_if_not_regenerated(ctx)
+        return
+
+    comment = f"root@{ctx.request.hostname}" if ctx.request.hostname else "root@localhost"
+    if ctx.dry_run:
+        for key_type in types:
+            ctx.change(f"{SSH_DIR}/ssh_host_{key_type}_key", "create", None, "(new key)")
+            ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), "(new key)")
+        return
+    keygen = shutil.which("ssh-keygen")
+    if keygen is None:
+        raise ResealError(
+            "linux-ssh-hostkeys: ssh-keygen is not installed on this host; "
+            "install openssh-client or use mode=remove"
+        )
+    with tempfile.TemporaryDirectory(prefix="reseal-ssh-") as tmp:
+        for key_type in types:
+            private = Path(tmp) / f"ssh_host_{key_type}_key"
+            argv = [keygen, "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(private)]
+            if key_type == "rsa":
+                argv[3:3] = ["-b", str(options.rsa_bits)]
+            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+            if done.returncode != 0:
+                raise ResealError(
+                    f"linux-ssh-hostkeys: ssh-keygen -t {key_type} failed: "
+                    f"{done.stderr.strip() or done.returncode}"
+                )
+            public_text = private.with_suffix(".pub").read_text()
+            guest = f"{SSH_DIR}/ssh_host_{key_type}_key"
+            fs.copy_in(private, guest, mode=0o600)
+            fs.copy_in(private.with_suffix(".pub"), guest + ".pub", mode=0o644)
+            new_print = fingerprint(public_text)
+            ctx.change(guest + ".pub", "create", old_prints.get(key_type), new_print)
+            ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), new_print)
+
+
+def _warn_if_not_regenerated(ctx: OperationContext) -> None:
+    fs = ctx.system.fs
+    if any(fs.exists(unit) for unit in REGENERATING_UNITS):
+        ctx.note("host keys removed; the image makes new ones on first boot")
+    elif os_release(fs).family is Family.DEBIAN:
+        ctx.warn("host keys removed, but Debian/Ubuntu do not make new ones on boot: sshd will "
+                 "not start until `ssh-keygen -A` runs in the clone (use mode=generate)")
+    else:
+        ctx.warn("host keys removed and no key-generating unit found: check that the clone "
+                 "runs `ssh-keygen -A` before sshd")
+
+
+OPERATION = Operation(
+    name="linux-ssh-hostkeys",
+    description="replace the SSH host keys with new ones made offline (or remove them for "
+    "first boot); fingerprints in the report",
+    os=OSFamily.LINUX,
+    default_enabled=True,
+    apply=apply,
+    options_type=SshHostKeyOptions,
+)

@@ -1,0 +1,101 @@
+"""windows-file-acls: follow the machine SID change into NTFS file ACLs.
+
+ntfs-3g exposes each file's security descriptor as the `system.ntfs_acl` extended attribute and
+keeps `$Secure` consistent when it is set, so each descriptor naming a local account of the old
+machine SID is rewritten through it. Only meaningful on an NTFS volume mounted by ntfs-3g; on a
+directory target the operation says so and does nothing. Runs after windows-machine-sid, from
+which it takes the old and new SID. ACL changes are not in the file journal: undo them by running
+again with `--machine-sid` set to the old SID.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import errno
+import os
+from pathlib import Path
+
+from reseal.image.model import OSFamily
+from reseal.operations.base import IdentityRequest, Operation, OperationContext
+from reseal.operations.windows_machine_sid import SHARED_SID_KEY, SidChange
+from reseal.windows.secdesc import rewrite_descriptor
+from reseal.windows.sid import SidRewriter
+
+ORDER = 21
+ACL_XATTR = "system.ntfs_acl"
+
+
+def validate(request: IdentityRequest, options: object) -> None:
+    """The SID itself is validated by windows-machine-sid."""
+
+
+def apply(ctx: OperationContext) -> None:
+    change = ctx.shared.get(SHARED_SID_KEY)
+    if not isinstance(change, SidChange):
+        return  # no SID change in this run
+    volume = ctx.system.volume
+    if volume.fstype != "ntfs":
+        ctx.warn(f"volume {volume.key} is {volume.fstype or 'not NTFS'}, not an ntfs-3g mount: "
+                 "file ACLs left as they are")
+        return
+    rewriter = SidRewriter(change.old, change.new)
+    fs = ctx.system.fs
+    files = rewritten = 0
+    errors: list[str] = []
+    for directory, dirnames, filenames in fs.walk("/"):
+        for name in [*dirnames, *filenames]:
+            guest = directory.rstrip("/") + "/" + name
+            host = fs.resolve(guest, follow_last=False)
+            if os.path.islink(host):
+                continue
+            files += 1
+            try:
+                descriptor = read_ntfs_acl(host)
+            except OSError as exc:
+                if exc.errno not in (errno.ENODATA, errno.EOPNOTSUPP):
+                    errors.append(f"{guest}: {exc.strerror}")
+                continue
+            new = rewrite_descriptor(descriptor, rewriter.map_sid, where=f"{guest} ACL")
+            if new is None:
+                continue
+            rewritten += 1
+            ctx.change(guest, "set", f"ACL with {change.old}", change.new)
+            if not ctx.dry_run:
+                os.setxattr(host, ACL_XATTR, new, follow_symlinks=False)
+    for message in errors[:20]:
+        ctx.warn(message)
+    ctx.note(f"{rewritten} of {files} file ACLs named the old machine SID and were rewritten")
+
+
+_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+_libc.lgetxattr.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+_libc.lgetxattr.restype = ctypes.c_ssize_t
+
+
+def read_ntfs_acl(host: Path) -> bytes:
+    """The descriptor, read with a buffer of the size ntfs-3g announces: ntfs-3g answers EIO
+    (not ERANGE) to a buffer that is too small, which defeats os.getxattr's growing buffer for
+    descriptors over 128 bytes."""
+    path = os.fsencode(host)
+    name = ACL_XATTR.encode()
+    size = _libc.lgetxattr(path, name, None, 0)
+    if size < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(host))
+    buffer = ctypes.create_string_buffer(max(size, 1))
+    got = _libc.lgetxattr(path, name, buffer, size)
+    if got < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), str(host))
+    return buffer.raw[:got]
+
+
+OPERATION = Operation(
+    name="windows-file-acls",
+    description="Rewrite NTFS file ACLs (system.ntfs_acl via ntfs-3g) for the new machine SID",
+    os=OSFamily.WINDOWS,
+    default_enabled=True,
+    apply=apply,
+    options_type=None,
+)

@@ -1,0 +1,494 @@
+"""Generalize many machines: existing targets, or clones made from one master.
+
+Each machine runs in its own worker process (`--jobs N`); one failing machine does not stop
+the others. The batch keeps, in its state directory:
+
+- `state.json`: per-machine status (pending, running, done, failed), replaced atomically;
+- `machines.jsonl`: one record per finished attempt, appended and fsynced before the state;
+- `runs/<machine>/`: the runner's report and undo journal;
+- `lock` and `locks/<machine>.lock`: one batch at a time, one worker per machine.
+
+A batch killed half-way and started again skips what is done, and redoes a machine that was
+running: its clone is made again from the master, or an in-place target is first put back
+from the undo journal the interrupted attempt left.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import hashlib
+import json
+import multiprocessing
+import os
+import shutil
+import signal
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from types import FrameType
+from typing import Any, TextIO
+
+from reseal.errors import BadInput, Refused, ResealError
+from reseal.fileio import private_write
+from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
+from reseal.pipeline.plan import GeneralizePlan
+
+STATE_FORMAT = "reseal-batch/1"
+PENDING, RUNNING, DONE, FAILED = "pending", "running", "done", "failed"
+
+
+@dataclass
+class MachineState:
+    status: str = PENDING
+    attempts: int = 0
+    fingerprint: str = ""
+    started: str | None = None
+    finished: str | None = None
+    error: str | None = None
+
+
+@dataclass
+class BatchState:
+    answer_file: str
+    machines: dict[str, MachineState] = field(default_factory=dict)
+    format: str = STATE_FORMAT
+
+    @classmethod
+    def load(cls, path: Path, answer_file: str) -> BatchState:
+        if not path.exists():
+            return cls(answer_file)
+        try:
+            raw = json.loads(path.read_text(encoding="utf-8"))
+            if raw.get("format") != STATE_FORMAT:
+                raise ValueError(f"format {raw.get('format')!r}")
+            machines = {name: MachineState(**value) for name, value in raw["machines"].items()}
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            raise BadInput(f"{path}: not a reseal batch state file ({exc}); "
+                           "remove the state directory to start the batch afresh") from exc
+        return cls(raw.get("answer_file", answer_file), machines)
+
+    def save(self, path: Path) -> None:
+        private_write(path, (json.dumps(asdict(self), indent=1) + "\n").encode())
+
+
+@dataclass
+class MachineRecord:
+    """One finished attempt, as written to machines.jsonl and printed with --json."""
+
+    machine: str
+    status: str  # "ok" or "failed"
+    attempt: int
+    target: str | None
+    mode: str  # "in-place", "copy" or "overlay"
+    seconds: float
+    bytes: int  # host bytes the clone uses (0 for in-place targets)
+    identity: dict[str, str | None] = field(default_factory=dict)  # name -> new value
+    changes: int = 0
+    warnings: int = 0
+    report: str | None = None
+    journal: str | None = None
+    error: str | None = None
+    finished: str = ""
+
+
+@dataclass
+class BatchResult:
+    state_dir: Path
+    records: list[MachineRecord]  # the attempts of this run
+    skipped: list[str]  # already done before this run
+    total: int
+
+    @property
+    def ok(self) -> bool:
+        return all(r.status == "ok" for r in self.records)
+
+
+@dataclass(frozen=True)
+class MachineJob:
+    """What a worker process needs for one machine (picklable)."""
+
+    plan: GeneralizePlan
+    state_dir: Path
+    attempt: int
+    master_format: str | None
+
+
+# --- state directory --------------------------------------------------------------------
+
+
+def default_state_dir(answer: AnswerFile) -> Path:
+    if answer.batch is not None and answer.batch.state_dir is not None:
+        return answer.batch.state_dir
+    if answer.batch is not None and answer.batch.output is not None:
+        return answer.batch.output / ".reseal-batch"
+    from reseal.pipeline.runner import state_dir
+
+    key = hashlib.sha256(str(answer.path.resolve()).encode()).hexdigest()[:12]
+    return state_dir() / "batches" / f"{answer.path.stem}-{key}"
+
+
+def plan_fingerprint(plan: GeneralizePlan) -> str:
+    """A digest of everything that decides what a machine becomes."""
+    from reseal.cli.output import to_jsonable
+
+    text = json.dumps(to_jsonable(plan), sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+@contextlib.contextmanager
+def _exclusive(path: Path, *, wait_seconds: float, what: str) -> Iterator[None]:
+    fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() >= deadline:
+                    raise Refused(f"{path}: {what}") from None
+                time.sleep(0.1)
+        yield
+    finally:
+        os.close(fd)
+
+
+def read_records(state_dir: Path) -> list[dict[str, Any]]:
+    """Every record of machines.jsonl; a torn last line (from a kill) is ignored."""
+    path = state_dir / "machines.jsonl"
+    if not path.exists():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        with contextlib.suppress(ValueError):
+            records.append(json.loads(line))
+    return records
+
+
+def _append_record(state_dir: Path, record: MachineRecord) -> None:
+    path = state_dir / "machines.jsonl"
+    fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        if os.fstat(fd).st_size:  # a kill may have torn the last line: start a fresh one
+            with open(path, "rb") as handle:
+                handle.seek(-1, os.SEEK_END)
+                if handle.read(1) != b"\n":
+                    os.write(fd, b"\n")
+        os.write(fd, (json.dumps(asdict(record)) + "\n").encode())
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- worker side ----------------------------------------------------------------------
+
+
+class WorkerTerminated(BaseException):
+    """SIGTERM in a worker (the batch ended): unwind so mounts and loops are released."""
+
+
+_busy = False  # a worker is inside run_machine
+
+
+def _on_term(signum: int, frame: FrameType | None) -> None:
+    if not _busy:
+        os._exit(143)  # idle: nothing to release
+    raise WorkerTerminated()  # busy: unwind so that mounts and loop devices are released
+
+
+def _watch_parent(parent_pid: int) -> None:
+    """Backstop for PR_SET_PDEATHSIG: notice the batch is gone and stop this worker."""
+    while os.getppid() == parent_pid:
+        time.sleep(0.5)
+    os.kill(os.getpid(), signal.SIGTERM)
+
+
+def _worker_init(parent_pid: int) -> None:
+    """Die with the batch: a killed batch must not leave workers writing to images."""
+    signal.signal(signal.SIGTERM, _on_term)
+    with contextlib.suppress(OSError, AttributeError):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    if os.getppid() != parent_pid:
+        os._exit(1)
+    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
+
+
+def run_machine(job: MachineJob) -> MachineRecord:
+    """Make the clone (if any) and generalize one machine; never raises for its failures."""
+    global _busy
+    _busy = True
+    try:
+        return _run_machine(job)
+    except WorkerTerminated:
+        os._exit(143)  # everything is unwound; the batch that wanted the result is gone
+    finally:
+        _busy = False
+
+
+def _run_machine(job: MachineJob) -> MachineRecord:
+    plan = job.plan
+    started = time.monotonic()
+    mode = plan.clone.mode if plan.clone is not None else "in-place"
+    target = plan.target_path
+    record = MachineRecord(plan.machine, "failed", job.attempt, str(target) if target else None,
+                           mode, 0.0, 0)
+    locks = job.state_dir / "locks"
+    locks.mkdir(exist_ok=True, mode=0o700)
+    try:
+        # An earlier worker for this machine (from a killed batch) may still be unwinding.
+        with _exclusive(locks / f"{plan.machine}.lock", wait_seconds=120,
+                        what="an earlier attempt on this machine is still running"):
+            _run_locked(job, record)
+    except ResealError as exc:
+        record.error = str(exc).splitlines()[0]
+    except Exception as exc:  # a bug must not take the other machines down
+        record.error = f"internal error: {type(exc).__name__}: {exc}"
+    record.seconds = round(time.monotonic() - started, 3)
+    record.finished = _now()
+    if plan.clone is not None:
+        record.bytes = allocated_bytes_safe(plan.clone.path)
+    return record
+
+
+def _run_locked(job: MachineJob, record: MachineRecord) -> None:
+    from reseal.pipeline.clone import make_clone, master_format
+    from reseal.pipeline.runner import run_generalize
+
+    plan = job.plan
+    run_dir = job.state_dir / "runs" / plan.machine
+    if plan.clone is not None:
+        fmt = job.master_format or master_format(plan.clone.master)
+        make_clone(plan.clone, fmt)
+        if run_dir.exists():
+            shutil.rmtree(run_dir)
+    else:
+        if plan.target is None:
+            raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
+                           "batch.master and batch.output)")
+        _undo_interrupted(plan.target, run_dir)
+    target = plan.target_path
+    assert target is not None
+    record.target = str(target)
+    result = run_generalize(target, settings_from_plan(plan), run_dir=run_dir)
+    report = result.report
+    record.identity = {name: value.new for name, value in report.identity.items()}
+    record.changes = len(report.changes)
+    record.warnings = len(report.warnings)
+    record.report = str(result.report_path) if result.report_path else None
+    record.journal = str(result.journal_dir) if result.journal_dir else None
+    record.status = "ok" if result.ok else "failed"
+    record.error = None if result.ok else report.error
+
+
+def _undo_interrupted(target: Path, run_dir: Path) -> None:
+    """Put back what an interrupted attempt changed before this attempt starts."""
+    journal = run_dir / "journal"
+    if (journal / "entries.jsonl").is_file():
+        from reseal.pipeline.undo import undo_run
+
+        undo_run(target, journal)
+    if run_dir.exists():
+        shutil.rmtree(run_dir)
+
+
+def allocated_bytes_safe(path: Path) -> int:
+    from reseal.pipeline.clone import allocated_bytes
+
+    with contextlib.suppress(OSError):
+        return allocated_bytes(path)
+    return 0
+
+
+# --- parent side ----------------------------------------------------------------------
+
+
+class Progress:
+    """A one-line bar on a terminal; a plain line per machine otherwise."""
+
+    def __init__(self, total: int, stream: TextIO, *, bar: bool) -> None:
+        self.total = total
+        self.stream = stream
+        self.bar = bar
+        self.done = 0
+        self.failed = 0
+        self.running = 0
+
+    def started(self, machine: str) -> None:
+        self.running += 1
+        if self.bar:
+            self._draw()
+
+    def finished(self, record: MachineRecord) -> None:
+        self.running -= 1
+        self.done += 1
+        self.failed += record.status != "ok"
+        if self.bar:
+            self._draw()
+        else:
+            tail = f": {record.error}" if record.error else ""
+            print(f"[{self.done}/{self.total}] {record.machine} {record.status} "
+                  f"{record.seconds:.1f}s{tail}", file=self.stream, flush=True)
+
+    def close(self) -> None:
+        if self.bar:
+            self.stream.write("\n")
+            self.stream.flush()
+
+    def _draw(self) -> None:
+        width = 30
+        filled = width * self.done // max(self.total, 1)
+        self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
+                          f" done, {self.failed} failed, {self.running} running ")
+        self.stream.flush()
+
+
+def run_batch(answer: AnswerFile, *, jobs: int | None = None, state_dir: Path | None = None,
+              progress: Progress | None = None,
+              on_record: Callable[[MachineRecord], None] | None = None) -> BatchResult:
+    """Run every machine not yet done; returns the records of this run."""
+    state_dir = state_dir or default_state_dir(answer)
+    _check_plans(answer)
+    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    with _exclusive(state_dir / "lock", wait_seconds=0,
+                    what="another `reseal batch` is running with this state directory"):
+        return _run_locked_batch(answer, jobs, state_dir, progress, on_record)
+
+
+def _check_plans(answer: AnswerFile) -> None:
+    batch = answer.batch
+    for plan in answer.plans:
+        if plan.clone is None and plan.target is None:
+            raise BadInput(f"{answer.path}: machine {plan.machine} has no target; give each "
+                           "machine a target, or batch.master and batch.output for clones")
+    if batch is None or batch.master is None or batch.output is None:
+        return
+    master, output = batch.master.resolve(), batch.output.resolve()
+    if output == master or (master.is_dir() and output.is_relative_to(master)):
+        raise BadInput(f"{answer.path}: batch.output must be outside the master")
+
+
+def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
+                      progress: Progress | None,
+                      on_record: Callable[[MachineRecord], None] | None) -> BatchResult:
+    state_path = state_dir / "state.json"
+    state = BatchState.load(state_path, str(answer.path))
+    _reconcile(state, state_dir)
+    fingerprints = {plan.machine: plan_fingerprint(plan) for plan in answer.plans}
+    for plan in answer.plans:
+        known = state.machines.get(plan.machine)
+        if known is not None and known.status == DONE and known.fingerprint != fingerprints[
+                plan.machine]:
+            raise BadInput(f"{answer.path}: machine {plan.machine} is already done with other "
+                           f"settings (state in {state_dir}); use a new batch.output or "
+                           "state_dir to make it again")
+        state.machines.setdefault(plan.machine, MachineState(fingerprint=fingerprints[
+            plan.machine]))
+    todo = [p for p in answer.plans if state.machines[p.machine].status != DONE]
+    skipped = [p.machine for p in answer.plans if state.machines[p.machine].status == DONE]
+    state.save(state_path)
+    fmt = None
+    if answer.batch is not None and answer.batch.master is not None and todo:
+        from reseal.pipeline.clone import master_format
+
+        fmt = master_format(answer.batch.master, answer.batch.master_format)
+    jobs = max(1, jobs or (answer.batch.jobs if answer.batch and answer.batch.jobs else 0)
+               or min(os.cpu_count() or 1, 4))
+    records: list[MachineRecord] = []
+    if not todo:
+        return BatchResult(state_dir, records, skipped, len(answer.plans))
+    context = multiprocessing.get_context("spawn")
+    queue = list(reversed(todo))
+    running: dict[Future[MachineRecord], GeneralizePlan] = {}
+    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
+                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
+        try:
+            while queue or running:
+                while queue and len(running) < jobs:
+                    plan = queue.pop()
+                    machine_state = state.machines[plan.machine]
+                    machine_state.status = RUNNING
+                    machine_state.attempts += 1
+                    machine_state.fingerprint = fingerprints[plan.machine]
+                    machine_state.started = _now()
+                    machine_state.error = None
+                    state.save(state_path)
+                    job = MachineJob(plan, state_dir, machine_state.attempts, fmt)
+                    running[pool.submit(run_machine, job)] = plan
+                    if progress is not None:
+                        progress.started(plan.machine)
+                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
+                for future in finished:
+                    plan = running.pop(future)
+                    record = _result_of(future, plan, state.machines[plan.machine].attempts)
+                    _append_record(state_dir, record)
+                    machine_state = state.machines[plan.machine]
+                    machine_state.status = DONE if record.status == "ok" else FAILED
+                    machine_state.finished = record.finished
+                    machine_state.error = record.error
+                    state.save(state_path)
+                    records.append(record)
+                    if progress is not None:
+                        progress.finished(record)
+                    if on_record is not None:
+                        on_record(record)
+        except BaseException:
+            pool.shutdown(wait=False, cancel_futures=True)
+            _stop_workers(pool)
+            raise
+    if progress is not None:
+        progress.close()
+    return BatchResult(state_dir, records, skipped, len(answer.plans))
+
+
+def _result_of(future: Future[MachineRecord], plan: GeneralizePlan, attempt: int
+               ) -> MachineRecord:
+    try:
+        return future.result()
+    except BaseException as exc:  # the worker process died (killed, out of memory, ...)
+        mode = plan.clone.mode if plan.clone is not None else "in-place"
+        target = plan.target_path
+        return MachineRecord(plan.machine, "failed", attempt, str(target) if target else None,
+                             mode, 0.0, 0, error=f"worker died: {type(exc).__name__}: {exc}",
+                             finished=_now())
+
+
+def _stop_workers(pool: ProcessPoolExecutor) -> None:
+    """Ask workers to unwind (SIGTERM), so that they release mounts and loop devices."""
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError, AttributeError):
+            process.terminate()
+    for process in list(processes.values()):
+        with contextlib.suppress(Exception):
+            process.join(30)
+
+
+def _reconcile(state: BatchState, state_dir: Path) -> None:
+    """A kill between the record and the state write: trust the record."""
+    for raw in read_records(state_dir):
+        machine = raw.get("machine")
+        if raw.get("status") == "ok" and isinstance(machine, str):
+            known = state.machines.get(machine)
+            if known is not None and known.status == RUNNING and known.attempts == raw.get(
+                    "attempt"):
+                known.status = DONE
+                known.finished = raw.get("finished")
+
+
+def _now() -> str:
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def default_progress(total: int, *, json_mode: bool) -> Progress:
+    """Bar on a terminal (stderr); plain lines to stdout, or stderr when stdout is JSON."""
+    if sys.stderr.isatty():
+        return Progress(total, sys.stderr, bar=True)
+    return Progress(total, sys.stderr if json_mode else sys.stdout, bar=False)

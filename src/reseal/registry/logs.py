@@ -1,0 +1,259 @@
+"""Transaction log recovery of a dirty hive: old format (type 1/2) and new format (type 6).
+
+Rules follow what Windows does: a log whose base block checksum is wrong, or whose dirty
+vector or log entries are damaged, is not used; with two new-format logs the one with the lower
+sequence number is applied first and the other only when its entries continue the sequence.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass, field
+
+from reseal.errors import Refused
+from reseal.registry.format import BASE_BLOCK_SIZE, HBIN_ALIGN, U32, base_block_checksum
+
+LOG_SUFFIXES = (".LOG", ".LOG1", ".LOG2")
+LOG_BASE_BLOCK = 512
+MARVIN_SEED = 0x82EF4D887A4E55C5
+_M32 = 0xFFFFFFFF
+
+
+@dataclass
+class Recovery:
+    data: bytes
+    warnings: list[str] = field(default_factory=list)
+    recovered: bool = False
+
+
+def _rotl(x: int, n: int) -> int:
+    return ((x << n) | (x >> (32 - n))) & _M32
+
+
+def marvin32(data: bytes, seed: int = MARVIN_SEED) -> int:
+    """Marvin32 hash, as used to protect new-format log entries."""
+    lo = seed & _M32
+    hi = seed >> 32
+    whole = len(data) // 4 * 4
+    for (word,) in struct.iter_unpack("<I", data[:whole]):
+        lo = (lo + word) & _M32
+        hi ^= lo
+        lo = (_rotl(lo, 20) + hi) & _M32
+        hi = _rotl(hi, 9) ^ lo
+        lo = (_rotl(lo, 27) + hi) & _M32
+        hi = _rotl(hi, 19)
+    final = 0x80
+    for byte in reversed(data[whole:]):
+        final = (final << 8) | byte
+    for word in (final & _M32, 0):
+        lo = (lo + word) & _M32
+        hi ^= lo
+        lo = (_rotl(lo, 20) + hi) & _M32
+        hi = _rotl(hi, 9) ^ lo
+        lo = (_rotl(lo, 27) + hi) & _M32
+        hi = _rotl(hi, 19)
+    return (hi << 32) | lo
+
+
+def log_sequence(log: bytes) -> int:
+    """Highest sequence number a log's base block names (0 when it is not a log)."""
+    if len(log) < LOG_BASE_BLOCK or log[:4] != b"regf":
+        return 0
+    return max(U32.unpack_from(log, 4)[0], U32.unpack_from(log, 8)[0])
+
+
+@dataclass
+class _Log:
+    index: int
+    data: bytes
+    file_type: int
+    seq: int
+
+
+def _checked_logs(logs: list[bytes], name: str) -> tuple[list[_Log], list[str]]:
+    usable: list[_Log] = []
+    problems: list[str] = []
+    for index, log in enumerate(logs):
+        label = f"{name} log #{index + 1}"
+        if len(log) < LOG_BASE_BLOCK or log[:4] != b"regf":
+            problems.append(f"{label}: no 'regf' signature at offset 0")
+            continue
+        if U32.unpack_from(log, 0x1FC)[0] != base_block_checksum(log):
+            problems.append(f"{label}: bad base block checksum at offset 0x1fc")
+            continue
+        seq1, seq2 = U32.unpack_from(log, 4)[0], U32.unpack_from(log, 8)[0]
+        file_type = U32.unpack_from(log, 0x1C)[0]
+        if seq1 != seq2:
+            problems.append(f"{label}: its own base block is dirty (sequence {seq1}/{seq2})")
+            continue
+        if file_type not in (1, 2, 6):
+            problems.append(f"{label}: file type {file_type} at offset 0x1c is not a log")
+            continue
+        usable.append(_Log(index, log, file_type, seq1))
+    return usable, problems
+
+
+def recover(data: bytes, logs: list[bytes], name: str) -> Recovery:
+    """Apply the logs to a dirty hive; a clean hive comes back as it is."""
+    valid = U32.unpack_from(data, 0x1FC)[0] == base_block_checksum(data)
+    seq1, seq2 = U32.unpack_from(data, 4)[0], U32.unpack_from(data, 8)[0]
+    if valid and seq1 == seq2:
+        return Recovery(data)
+    why = f"sequence numbers {seq1}/{seq2}" if valid else "bad base block checksum at offset 0x1fc"
+    if not logs:
+        return Recovery(data, [f"{name}: dirty hive ({why}), no logs: used as it is"])
+    usable, problems = _checked_logs(logs, name)
+    new_logs = [log for log in usable if log.file_type == 6]
+    old_logs = [log for log in usable if log.file_type in (1, 2)]
+    if new_logs:
+        return _apply_new(data, valid, seq2, new_logs, name, problems)
+    if old_logs:
+        return _apply_old(data, old_logs[0], name, problems)
+    raise Refused(
+        f"{name}: dirty hive ({why}) and no usable transaction log ({'; '.join(problems)}); "
+        "refusing to guess: restore the logs or work on a clean copy"
+    )
+
+
+def _apply_old(data: bytes, log: _Log, name: str, notes: list[str]) -> Recovery:
+    raw = log.data
+    hbins_size = U32.unpack_from(raw, 0x28)[0]
+    if hbins_size < HBIN_ALIGN or hbins_size % HBIN_ALIGN:
+        raise Refused(f"{name}: old-format log has a bad hive bins data size {hbins_size:#x} at offset 0x28")
+    vector_at = LOG_BASE_BLOCK
+    if raw[vector_at : vector_at + 4] != b"DIRT":
+        raise Refused(
+            f"{name}: old-format log has a bad dirty vector signature {bytes(raw[vector_at:vector_at + 4])!r} "
+            f"at offset {vector_at:#x}; refusing to recover from it"
+        )
+    bitmap = raw[vector_at + 4 : vector_at + 4 + hbins_size // 4096]
+    pages_at = (vector_at + 4 + hbins_size // 4096 + 511) // 512 * 512
+    out = bytearray(data.ljust(BASE_BLOCK_SIZE + hbins_size, b"\0"))
+    page = 0
+    applied = 0
+    for bit in range(hbins_size // 512):
+        if bitmap[bit // 8] >> (bit % 8) & 1:
+            src = pages_at + page * 512
+            if src + 512 > len(raw):
+                raise Refused(f"{name}: old-format log is truncated at offset {src:#x}")
+            dst = BASE_BLOCK_SIZE + bit * 512
+            out[dst : dst + 512] = raw[src : src + 512]
+            page += 1
+            applied += 1
+    base = bytearray(raw[:LOG_BASE_BLOCK].ljust(BASE_BLOCK_SIZE, b"\0"))
+    if U32.unpack_from(data, 0x1FC)[0] == base_block_checksum(data):
+        base = bytearray(data[:BASE_BLOCK_SIZE])
+        for at in (0x0C, 0x18, 0x24, 0x28, 0x90):  # timestamp, minor, root, size, flags
+            width = 8 if at == 0x0C else 4
+            base[at : at + width] = raw[at : at + width]
+    _finish_base(base, log.seq, hbins_size)
+    out[:BASE_BLOCK_SIZE] = base
+    return Recovery(bytes(out), [*notes, f"{name}: recovered {applied} pages from an old-format log"], True)
+
+
+@dataclass
+class _Entry:
+    seq: int
+    flags: int
+    hbins_size: int
+    pages: list[tuple[int, bytes]]
+
+
+def _entries(log: _Log) -> list[_Entry]:
+    raw = log.data
+    pos = LOG_BASE_BLOCK
+    expected = log.seq
+    out: list[_Entry] = []
+    while pos + 40 <= len(raw):
+        sig, size, flags, seq, hbins_size, count, hash1, hash2 = struct.unpack_from("<4sIIIIIQQ", raw, pos)
+        if sig != b"HvLE" or size < 512 or size % 512 or pos + size > len(raw):
+            break
+        if hbins_size < HBIN_ALIGN or hbins_size % HBIN_ALIGN or count == 0 or 40 + count * 8 > size:
+            break
+        if seq != expected:
+            break
+        if marvin32(raw[pos : pos + 32]) != hash2 or marvin32(raw[pos + 40 : pos + size]) != hash1:
+            break
+        refs = struct.unpack_from(f"<{count * 2}I", raw, pos + 40)
+        data_at = pos + 40 + count * 8
+        pages: list[tuple[int, bytes]] = []
+        ok = True
+        for i in range(0, count * 2, 2):
+            offset, length = refs[i], refs[i + 1]
+            if data_at + length > pos + size or offset + length > hbins_size:
+                ok = False
+                break
+            pages.append((offset, raw[data_at : data_at + length]))
+            data_at += length
+        if not ok:
+            break
+        out.append(_Entry(seq, flags, hbins_size, pages))
+        pos += size
+        expected = (expected + 1) & 0xFFFFFFFF
+    return out
+
+
+def _starts_first(a: int, b: int) -> bool:
+    """True when sequence `a` comes before `b` (with 32-bit wraparound)."""
+    delta = (b - a) & 0xFFFFFFFF
+    return delta != 0 and delta <= 0x7FFFFFFF
+
+
+def _apply_new(data: bytes, valid: bool, secondary: int, logs: list[_Log], name: str, notes: list[str]) -> Recovery:
+    if len(logs) > 1:
+        logs = sorted(logs[:2], key=lambda lg: lg.seq)
+        if not _starts_first(logs[0].seq, logs[1].seq) and logs[0].seq != logs[1].seq:
+            logs.reverse()
+    if not valid:
+        logs = logs[-1:]  # a damaged base block: only the latest log, as Windows does
+    out = bytearray(data)
+    last_seq: int | None = None
+    applied_pages = 0
+    used: list[_Log] = []
+    hbins_size = U32.unpack_from(data, 0x28)[0]
+    flags = U32.unpack_from(data, 0x90)[0]
+    for log in logs:
+        if valid and last_seq is None and _starts_first(log.seq, secondary):
+            continue  # older than the hive: already applied
+        if last_seq is not None and log.seq != ((last_seq + 1) & 0xFFFFFFFF):
+            continue
+        entries = _entries(log)
+        if not entries:
+            continue
+        for entry in entries:
+            end = BASE_BLOCK_SIZE + entry.hbins_size
+            if len(out) < end:
+                out.extend(bytes(end - len(out)))
+            for offset, page in entry.pages:
+                at = BASE_BLOCK_SIZE + offset
+                out[at : at + len(page)] = page
+                applied_pages += 1
+            hbins_size = entry.hbins_size
+            flags = (flags & ~1) | (entry.flags & 1)
+            last_seq = entry.seq
+        used.append(log)
+    if last_seq is None:
+        raise Refused(
+            f"{name}: dirty hive, but no log entry of its logs can be applied (bad hashes, "
+            f"signatures or sequence numbers{'; ' + '; '.join(notes) if notes else ''}); refusing to guess"
+        )
+    if valid:
+        base = bytearray(out[:BASE_BLOCK_SIZE])
+    else:
+        base = bytearray(used[-1].data[:LOG_BASE_BLOCK].ljust(BASE_BLOCK_SIZE, b"\0"))
+    src = used[-1].data
+    for at in (0x24, 0x18):  # root cell, minor version as the log knew them
+        base[at : at + 4] = src[at : at + 4]
+    U32.pack_into(base, 0x90, flags)
+    _finish_base(base, last_seq, hbins_size)
+    out[:BASE_BLOCK_SIZE] = base
+    return Recovery(
+        bytes(out), [*notes, f"{name}: recovered {applied_pages} pages from {len(used)} new-format log(s)"], True
+    )
+
+
+def _finish_base(base: bytearray, seq: int, hbins_size: int) -> None:
+    struct.pack_into("<II", base, 4, seq, seq)
+    U32.pack_into(base, 0x1C, 0)
+    U32.pack_into(base, 0x28, hbins_size)
+    U32.pack_into(base, 0x1FC, base_block_checksum(base))

@@ -1,0 +1,109 @@
+"""Helpers for the boot test: the cached master image, attaching a clone, booting it under QEMU."""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import hashlib
+import os
+import re
+import selectors
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+BUILD_SCRIPT = Path(__file__).with_name("build_master.sh")
+CACHE_DIR = Path.home() / ".cache" / "reseal-tests"
+PROBE = re.compile(r"RESEAL-PROBE (\S+?)=(\S*)")
+NEEDED_TOOLS = ("debootstrap", "grub-install", "qemu-system-x86_64", "sfdisk", "partx", "losetup",
+                "mkfs.ext4")
+
+
+def missing_tools() -> list[str]:
+    return [tool for tool in NEEDED_TOOLS if shutil.which(tool) is None]
+
+
+def master_image() -> Path:
+    """The Debian master image, built once per version of the build script and cached."""
+    key = hashlib.sha256(BUILD_SCRIPT.read_bytes()).hexdigest()[:16]
+    CACHE_DIR.mkdir(parents=True, exist_ok=True)
+    image = CACHE_DIR / f"debian12-master-{key}.raw"
+    with open(CACHE_DIR / ".build.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if not image.exists():
+            subprocess.run(["bash", str(BUILD_SCRIPT), str(image)], check=True, timeout=900)
+    return image
+
+
+def clone(master: Path, destination: Path) -> Path:
+    subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(master), str(destination)],
+                   check=True)
+    return destination
+
+
+@contextlib.contextmanager
+def mounted_root(image: Path, mountpoint: Path) -> Iterator[Path]:
+    """Attach partition 1 of `image` and mount it; everything released on exit."""
+    loop = subprocess.run(["losetup", "--show", "-f", str(image)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    mounted = False
+    try:
+        subprocess.run(["partx", "-a", loop], check=True)
+        mountpoint.mkdir(parents=True, exist_ok=True)
+        subprocess.run(["mount", f"{loop}p1", str(mountpoint)], check=True)
+        mounted = True
+        yield mountpoint
+    finally:
+        if mounted:
+            subprocess.run(["umount", str(mountpoint)], check=False)
+        subprocess.run(["partx", "-d", loop], check=False, capture_output=True)
+        subprocess.run(["losetup", "-d", loop], check=False)
+
+
+@dataclass
+class BootResult:
+    probe: dict[str, str] = field(default_factory=dict)
+    console: str = ""
+    seconds: float = 0.0
+
+
+def boot(image: Path, timeout: float = 300) -> BootResult:
+    """Boot `image` under QEMU (TCG) and collect the probe lines from the serial console."""
+    argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "768", "-smp", "1", "-no-reboot",
+            "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none",
+            "-drive", f"file={image},format=raw,if=virtio"]
+    started = time.monotonic()
+    result = BootResult()
+    process = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               stdin=subprocess.DEVNULL)
+    assert process.stdout is not None
+    os.set_blocking(process.stdout.fileno(), False)
+    selector = selectors.DefaultSelector()
+    selector.register(process.stdout, selectors.EVENT_READ)
+    chunks: list[bytes] = []
+    try:
+        while time.monotonic() - started < timeout:
+            if not selector.select(timeout=1.0):
+                if process.poll() is not None:
+                    break
+                continue
+            data = process.stdout.read()
+            if not data:
+                if process.poll() is not None:
+                    break
+                continue
+            chunks.append(data)
+            if b"RESEAL-PROBE done" in b"".join(chunks[-4:]):
+                break
+    finally:
+        process.kill()
+        process.wait()
+        selector.close()
+        process.stdout.close()
+    result.seconds = time.monotonic() - started
+    result.console = b"".join(chunks).decode("utf-8", errors="replace")
+    result.probe = {m.group(1): m.group(2) for m in PROBE.finditer(result.console)}
+    return result
