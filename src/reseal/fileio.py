@@ -6,14 +6,51 @@ A kill at any moment leaves either the old file or the new one, never a mix.
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import errno
 import os
 import secrets
 from pathlib import Path
+from typing import Any
 
 TEMP_PREFIX = ".reseal-tmp-"
 # Attributes that carry NTFS ACLs and attributes through ntfs-3g; not always listed by listxattr.
 _EXPLICIT_XATTRS = ("system.ntfs_acl", "system.ntfs_attrib_be")
+
+
+_libc = ctypes.CDLL(None, use_errno=True)
+_libc.fgetxattr.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+_libc.fgetxattr.restype = ctypes.c_ssize_t
+_libc.lgetxattr.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
+_libc.lgetxattr.restype = ctypes.c_ssize_t
+
+
+def _sized_xattr(call: Any, target: int | bytes, name: str, where: str) -> bytes:
+    """Read an xattr with a buffer of the size the file system announces first.
+
+    ntfs-3g answers EIO (not ERANGE) to a buffer that is too small, which defeats
+    os.getxattr's growing buffer for NTFS descriptors over 128 bytes.
+    """
+    encoded = name.encode()
+    size = call(target, encoded, None, 0)
+    if size < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), where)
+    buffer = ctypes.create_string_buffer(max(size, 1))
+    got = call(target, encoded, buffer, size)
+    if got < 0:
+        code = ctypes.get_errno()
+        raise OSError(code, os.strerror(code), where)
+    return buffer.raw[:got]
+
+
+def fd_xattr(fd: int, name: str) -> bytes:
+    return _sized_xattr(_libc.fgetxattr, fd, name, f"fd {fd}")
+
+
+def path_xattr(path: Path, name: str) -> bytes:
+    """An xattr of `path` itself (a symlink is not followed)."""
+    return _sized_xattr(_libc.lgetxattr, os.fsencode(path), name, str(path))
 
 
 def fsync_directory(directory: Path) -> None:
@@ -38,7 +75,7 @@ def _copy_metadata(src_fd: int, dst_fd: int) -> None:
         names = os.listxattr(src_fd)
     for name in [*names, *[n for n in _EXPLICIT_XATTRS if n not in names]]:
         try:
-            value = os.getxattr(src_fd, name)
+            value = fd_xattr(src_fd, name)
         except OSError:
             continue
         with contextlib.suppress(OSError):

@@ -38,20 +38,29 @@ class Journal:
     def __init__(self, directory: Path) -> None:
         self.directory = directory
         self._recorded: set[tuple[str, str]] = set()
-        directory.mkdir(parents=True, exist_ok=True, mode=0o700)
-        os.chmod(directory, 0o700)
-        (directory / "blobs").mkdir(exist_ok=True, mode=0o700)
         self._entries_path = directory / "entries.jsonl"
+        self._count = 0
+        self._ready = False
         if self._entries_path.exists():
             for entry in read_entries(directory):
                 self._recorded.add((entry.volume, entry.path))
-        self._count = sum(1 for _ in (directory / "blobs").iterdir())
+
+    def _ensure(self) -> None:
+        """Create the journal directory on first use, so a refused run leaves nothing behind."""
+        if self._ready:
+            return
+        self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+        os.chmod(self.directory, 0o700)
+        (self.directory / "blobs").mkdir(exist_ok=True, mode=0o700)
+        self._count = sum(1 for _ in (self.directory / "blobs").iterdir())
+        self._ready = True
 
     def record(self, volume: str, guest_path: str, host_path: Path) -> None:
         """Save what `host_path` holds now, unless this run already saved it."""
         key = (volume, guest_path)
         if key in self._recorded:
             return
+        self._ensure()
         try:
             st = os.lstat(host_path)
         except FileNotFoundError:
@@ -87,6 +96,7 @@ class Journal:
         self._append(JournalEntry(volume, guest_path, True, None, mode, None, None, kind="rmdir"))
 
     def _append(self, entry: JournalEntry) -> None:
+        self._ensure()
         line = json.dumps(asdict(entry), sort_keys=True) + "\n"
         fd = os.open(self._entries_path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
         try:

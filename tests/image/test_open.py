@@ -315,3 +315,31 @@ def test_whole_disk_file_system(tmp_path: Path) -> None:
         (volume,) = target.volumes
         assert (volume.key, volume.fstype, volume.label) == ("disk", "ext4", "bare")
         assert target.linux[0].fs.read_text("/etc/hostname") == "bare-fs\n"
+
+
+def test_whole_disk_fat_file_system(tmp_path: Path) -> None:
+    """A FAT boot sector ends in 55 AA like an MBR: it is still read as a file system."""
+    image = tmp_path / "bare.fat"
+    with open(image, "wb") as handle:
+        handle.truncate(40 << 20)
+    subprocess.run(["mkfs.fat", "-F", "32", "-n", "BAREFAT", str(image)], check=True,
+                   capture_output=True)
+    subprocess.run(["mmd", "-i", str(image), "::/EFI"], check=True)
+    with open_target(image) as target:
+        assert target.layout is not None and target.layout.table == "none"
+        (volume,) = target.volumes
+        assert (volume.fstype, volume.label) == ("vfat", "BAREFAT")
+        assert volume.fs is not None and volume.fs.listdir("/") == ["EFI"]
+
+
+@pytest.mark.parametrize("sample", ["linux_gpt", "linux_qcow2"])
+def test_second_open_of_an_open_image_refused(sample: str, request: pytest.FixtureRequest,
+                                              tmp_path: Path) -> None:
+    """Raw: our own loop devices make it 'attached'; qcow2: qemu's image lock is held."""
+    source: SampleImage = request.getfixturevalue(sample)
+    image = tmp_path / source.path.name
+    shutil.copyfile(source.path, image)
+    with (open_target(image, OpenOptions(writable=True)),
+          pytest.raises(Refused, match="already (attached|mounted)|in use"),
+          open_target(image)):
+        pass

@@ -168,6 +168,8 @@ def test_random_tables_never_crash() -> None:
     def check(head: bytes, type_id: int, start: int, count: int) -> None:
         disk = bytearray(head.ljust(64 << 10, b"\x00"))
         struct.pack_into("<B3xB3xII", disk, 446, 0, type_id, start % 200, count % 300)
+        for entry in (462, 478, 494):
+            disk[entry] = 0  # valid boot flags, so the random entries themselves get parsed
         disk[510:512] = b"\x55\xaa"
         if type_id == 0xEE:  # a plausible GPT signature so the GPT path is exercised too
             disk[512:520] = b"EFI PART"

@@ -86,6 +86,9 @@ def build_fixture_tree(root: Path) -> Path:
     for relative, data in builder.build_user_hives(builder.Machine()).items():
         (root / relative).parent.mkdir(parents=True, exist_ok=True)
         (root / relative).write_bytes(data)
+    (root / "Windows" / "SMSCFG.INI").write_text(
+        "[Configuration - Client Properties]\r\n"
+        "SMS Unique Identifier=GUID:6F1B2C3D-4E5F-4A6B-8C7D-000000000001\r\n")
     return root
 
 

@@ -146,6 +146,7 @@ def test_fixture_generalize_name_ids_hardware(fixture_run: tuple[Path, dict[str,
     for driver in ("storahci", "stornvme", "atapi", "intelide"):
         assert pyreg_value(system, f"{CS}\\Services\\{driver}", "Start") == 0
     assert hivex_keys(system, f"{CS}\\Services\\storahci") == []
+    assert not (root / "Windows" / "SMSCFG.INI").exists()  # ConfigMgr makes a new identity
     mounted = Registry.Registry(str(system)).open("MountedDevices")
     assert [v.name() for v in mounted.values()] == ["\\DosDevices\\C:"]
     assert hivex_keys(system, f"{CS}\\Control\\Class\\{{4d36e972-e325-11ce-bfc1-08002be10318}}") == []
@@ -160,7 +161,20 @@ def test_fixture_generalize_leaves_no_trace_and_undoes(
     assert {"machine-sid", "computer-name", "machine-guid", "sqm-machine-id", "sus-client-id",
             "hw-profile-guid", "dhcpv6-duid"} <= set(old)
     with open_target(root) as target:
-        assert scan_windows_leftovers(target.windows[0], old) == []
+        left = scan_windows_leftovers(target.windows[0], old)
+    # the only trace allowed is one the report explains: UsrClass.dat's root key name, while the
+    # hive writer cannot rename a root key
+    notes = "\n".join(result.report.notes)
+    for hit in left:
+        assert hit.hive.endswith("UsrClass.dat") and hit.key == "" and hit.form == "key name"
+        assert f"{hit.hive}: root key name" in notes
+    ntuser = Hive.from_bytes((root / "Users/alice/NTUSER.DAT").read_bytes())
+    owner = ntuser.key("Software\\Microsoft\\Protect")
+    assert owner is not None and owner.value("Owner").raw == Sid.parse(f"{NEW_SID}-1001").to_bytes()  # type: ignore[union-attr]
+    assert Sid.parse(f"{NEW_SID}-1001") in descriptor_sids(ntuser.root.security)
+    classes = Hive.from_bytes((root / "Users/alice/AppData/Local/Microsoft/Windows/UsrClass.dat").read_bytes())
+    shell = classes.key("Local Settings\\Software\\Microsoft\\Windows\\Shell")
+    assert shell is not None and shell.value("Sid").data == f"{NEW_SID}-1001"  # type: ignore[union-attr]
     # the scan does find the old identity in the original hives
     pristine = build_fixture_tree(tmp_path / "pristine")
     with open_target(pristine) as target:
@@ -177,3 +191,14 @@ def test_fixture_generalize_leaves_no_trace_and_undoes(
     shutil.copytree(root, copy)
     undo_run(copy, result.journal_dir)
     assert digests(copy) == before
+
+
+def test_fixture_structural_check(fixture_run: tuple[Path, dict[str, str], RunResult]) -> None:
+    from reseal.registry.check import check_bytes
+
+    root = fixture_run[0]
+    for path in [*(root / CONFIG).iterdir(), *(root / "Users").rglob("*.DAT"), *(root / "Users").rglob("*.dat")]:
+        if not path.name.upper().endswith((".LOG1", ".LOG2")):
+            assert check_bytes(path.read_bytes(), name=path.name) is None, path
+    for path in FIXTURES.iterdir():
+        assert check_bytes(path.read_bytes(), name=path.name) is None, path

@@ -265,3 +265,13 @@ def test_dirty_system_with_logs_largest_hive(shared_dir: Path, tmp_path: Path) -
         hits = scan_windows_leftovers(target.windows[0], old)
     explained = "\n".join(result.report.notes)
     assert [h for h in hits if h.where not in explained] == []
+
+
+def test_structural_check_passes_on_every_written_hive(real_run: RealRun) -> None:
+    from reseal.registry.check import check_bytes
+
+    written = {c.path for c in real_run.result.file_changes if c.new_size}
+    assert {"/Windows/System32/config/SAM", "/Windows/System32/config/SYSTEM",
+            "/Users/AndrewRathbun/NTUSER.DAT"} <= written
+    for path in written:
+        assert check_bytes((real_run.root / path.lstrip("/")).read_bytes(), name=path) is None, path

@@ -24,11 +24,16 @@ def run(args: argparse.Namespace) -> int:
     report = RunReport.load(args.report)
     with open_target(args.target, OpenOptions(allow_unclean_ntfs=args.allow_unclean_ntfs)) as target:
         hits = scan_leftovers(target, report)
+    unexplained = [h for h in hits if not h.explained]
     if args.json:
-        print_json({"hits": hits, "count": len(hits)})
+        print_json({"hits": hits, "unexplained": len(unexplained), "explained":
+                    len(hits) - len(unexplained)})
     else:
         if hits:
-            print(format_table(("SYSTEM", "WHERE", "WHAT", "MATCH"),
-                               [(h.system, h.where, h.what, h.match) for h in hits]))
-        print(f"{len(hits)} trace(s) of the old identity found")
-    return 1 if hits else 0
+            print(format_table(("SYSTEM", "WHERE", "WHAT", "MATCH", "EXPLAINED"),
+                               [(h.system, h.where, h.what, h.match,
+                                 "yes (see report notes)" if h.explained else "no")
+                                for h in hits]))
+        print(f"{len(unexplained)} unexplained trace(s) of the old identity, "
+              f"{len(hits) - len(unexplained)} explained by the report")
+    return 1 if unexplained else 0

@@ -18,8 +18,8 @@ or driver file of the same name is refused, an existing CriticalDeviceDatabase e
 (and reported). Adding a package that is already staged (same INF bytes in an oemN.inf and
 its store folder present) changes nothing.
 
-`remove` deletes what `add` wrote: the files (the emptied store folder stays, GuestFS has no
-rmdir), the database records, the services whose `Owners` name the package, the
+`remove` deletes what `add` wrote: its store folder with every file in it, the database
+records, the services whose `Owners` name the package, the
 CriticalDeviceDatabase entries whose `DriverPackageId` is its store folder, and a DRIVERS
 hive left with no package at all (only `add` makes such a hive). The hives then hold exactly
 the keys and values they held before; `reseal.drivers.exact` makes it byte for byte when
@@ -130,7 +130,7 @@ class DriverStore:
             if config is None:
                 raise CorruptData(f"{self.system.system_root}/System32/config: missing; is this "
                                   "a Windows installation?")
-            self.hives._loaded.pop("DRIVERS", None)  # noqa: SLF001 - forget the cached miss
+            self.hives.forget("DRIVERS")
             fresh = Hive.new()
             database = fresh.create_key(DATABASE)
             database.set_value("Version", RegType.REG_DWORD, DRIVERS_DB_VERSION)

@@ -6,6 +6,10 @@
   descriptor; the kernel detaches them when the last user (us, a mount, a FUSE daemon) closes.
 - FUSE daemons (ntfs-3g, reseal.image.fatfuse, qemu-storage-daemon) run in the foreground as our children
   with PR_SET_PDEATHSIG=SIGKILL, so they die with us.
+- A small keeper process sits in the namespace and leaves it last: a FUSE daemon that is the
+  last process of its namespace would unmount its own fuseblk mount while exiting and wait
+  forever for its own answer (FUSE_DESTROY). The keeper waits until every other process of the
+  namespace is gone, so the final teardown only meets connections that are already closed.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import signal
 import struct
 import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -39,6 +44,7 @@ LOOP_CONFIG_SIZE = 4 + 4 + LOOP_INFO64_SIZE + 8 * 8
 _libc = ctypes.CDLL(None, use_errno=True)
 _namespace_owner: tuple[int, int] | None = None  # (pid, thread id) that unshared
 _namespace_lock = threading.Lock()
+_keeper: subprocess.Popen[bytes] | None = None
 
 
 def enter_private_mount_namespace() -> None:
@@ -54,7 +60,52 @@ def enter_private_mount_namespace() -> None:
                 f"cannot create a private mount namespace: {os.strerror(err)}; run reseal as root"
             )
         run(["mount", "--make-rprivate", "/"])
+        _start_keeper()
         _namespace_owner = me
+
+
+KEEPER = """
+import os, signal, sys, time
+
+def leave(*_):
+    me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        others = False
+        for pid in os.listdir("/proc"):
+            if pid.isdigit() and int(pid) != me:
+                try:
+                    others = os.readlink(f"/proc/{pid}/ns/mnt") == ns
+                except OSError:
+                    continue
+                if others:
+                    break
+        if not others:
+            break
+        time.sleep(0.05)
+    os._exit(0)
+
+signal.signal(signal.SIGTERM, leave)
+if os.getppid() != int(sys.argv[1]):
+    leave()
+while True:
+    signal.pause()
+"""
+
+
+def _keeper_preexec() -> None:
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _start_keeper() -> None:
+    """The namespace's last process (see the module docstring); its own session, so a kill of
+    our process group does not take it down at the same moment as the daemons."""
+    global _keeper
+    _keeper = subprocess.Popen(
+        [sys.executable, "-S", "-c", KEEPER, str(os.getpid())],
+        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        preexec_fn=_keeper_preexec, start_new_session=True,
+    )
 
 
 def _die_with_parent() -> None:

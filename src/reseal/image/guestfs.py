@@ -239,12 +239,16 @@ class GuestFS:
         return True
 
     def remove_tree(self, path: str) -> int:
-        """Remove every file below `path` (recorded for undo); returns how many were removed."""
+        """Remove `path` and everything below it (all recorded for undo); returns how many
+        files were removed. Symlinks are removed, never followed."""
         removed = 0
-        for dirpath, _dirs, files in list(self.walk(path)):
-            for name in files:
+        walked = list(self.walk(path))
+        for dirpath, dirs, files in walked:
+            for name in files + [d for d in dirs if self.is_symlink(_join(dirpath, d))]:
                 if self.remove(_join(dirpath, name)):
                     removed += 1
+        for dirpath, _dirs, _files in reversed(walked):
+            self.rmdir(dirpath)
         return removed
 
     def mkdir(self, path: str, mode: int = 0o755) -> None:
@@ -269,7 +273,7 @@ class GuestFS:
         host = self.resolve(path, follow_last=False)
         if host.is_symlink() or not host.is_dir():
             return False
-        if any(host.iterdir()):
+        if not self.dry_run and any(host.iterdir()):
             raise ResealError(f"{path}: directory is not empty; remove its files first")
         guest = self.guest_path_of(host)
         self._notify(FileChange(self.key, guest, "rmdir", None, None))

@@ -64,14 +64,14 @@ def read_layout(stream: BinaryIO, size: int, name: str) -> DiskLayout:
     mbr = reader.read(0, SECTOR)
     if mbr[510:512] != b"\x55\xaa":
         return DiskLayout(table="none", sector_size=SECTOR, size=size, partitions=())
+    if _looks_like_boot_sector(mbr):
+        # a whole-disk file system (FAT/NTFS boot sector) also ends in 55 AA
+        return DiskLayout(table="none", sector_size=SECTOR, size=size, partitions=())
     entries = _mbr_entries(mbr)
     signature = struct.unpack_from("<I", mbr, 440)[0]
     if any(e.type_id == GPT_PROTECTIVE for e in entries):
         layout = _read_gpt(reader)
     else:
-        if _looks_like_boot_sector(mbr, entries):
-            # a whole-disk file system (FAT/NTFS boot sector) also ends in 55 AA
-            return DiskLayout(table="none", sector_size=SECTOR, size=size, partitions=())
         layout = DiskLayout(
             table="mbr",
             sector_size=SECTOR,
@@ -99,7 +99,7 @@ def _mbr_entries(sector: bytes) -> list[_MbrEntry]:
     return entries
 
 
-def _looks_like_boot_sector(mbr: bytes, entries: list[_MbrEntry]) -> bool:
+def _looks_like_boot_sector(mbr: bytes) -> bool:
     oem = mbr[3:11]
     return oem in (b"NTFS    ", b"EXFAT   ") or mbr[82:87] == b"FAT32" or mbr[54:59] in (
         b"FAT16",

@@ -18,7 +18,7 @@ from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.registry import Key
 from reseal.windows.hives import LoadedHive, control_sets, hive_set
 
-ORDER = 40
+ORDER = 25  # before windows-computer-name, so the values it drops are not swept for the old name
 REG_SZ = 1
 CRYPTOGRAPHY = "Microsoft\\Cryptography"
 SQM_CLIENT = "Microsoft\\SQMClient"

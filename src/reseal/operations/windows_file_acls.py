@@ -10,12 +10,11 @@ again with `--machine-sid` set to the old SID.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import errno
 import os
 from pathlib import Path
 
+from reseal.fileio import path_xattr
 from reseal.image.model import OSFamily
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.operations.windows_machine_sid import SHARED_SID_KEY, SidChange
@@ -68,27 +67,9 @@ def apply(ctx: OperationContext) -> None:
     ctx.note(f"{rewritten} of {files} file ACLs named the old machine SID and were rewritten")
 
 
-_libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
-_libc.lgetxattr.argtypes = [ctypes.c_char_p, ctypes.c_char_p, ctypes.c_void_p, ctypes.c_size_t]
-_libc.lgetxattr.restype = ctypes.c_ssize_t
-
-
 def read_ntfs_acl(host: Path) -> bytes:
-    """The descriptor, read with a buffer of the size ntfs-3g announces: ntfs-3g answers EIO
-    (not ERANGE) to a buffer that is too small, which defeats os.getxattr's growing buffer for
-    descriptors over 128 bytes."""
-    path = os.fsencode(host)
-    name = ACL_XATTR.encode()
-    size = _libc.lgetxattr(path, name, None, 0)
-    if size < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(host))
-    buffer = ctypes.create_string_buffer(max(size, 1))
-    got = _libc.lgetxattr(path, name, buffer, size)
-    if got < 0:
-        code = ctypes.get_errno()
-        raise OSError(code, os.strerror(code), str(host))
-    return buffer.raw[:got]
+    """The NTFS security descriptor ntfs-3g exposes for `host`."""
+    return path_xattr(host, ACL_XATTR)
 
 
 OPERATION = Operation(

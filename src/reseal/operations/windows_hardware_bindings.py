@@ -105,11 +105,13 @@ def _mounted_devices(ctx: OperationContext, system: LoadedHive) -> bool:
     if wanted is None:
         ctx.warn("the disk holding Windows is not known (directory target): "
                  f"MountedDevices {SYSTEM_DRIVE} kept as it is")
-    elif current is None or current.raw != wanted:
-        key.set_value(SYSTEM_DRIVE, REG_BINARY, wanted)
-        ctx.change(system.where("MountedDevices", SYSTEM_DRIVE), "set",
-                   current.raw.hex() if current is not None else None, wanted.hex())
-        changed = True
+    else:
+        old = current.raw if current is not None else None
+        if old != wanted:
+            key.set_value(SYSTEM_DRIVE, REG_BINARY, wanted)
+            ctx.change(system.where("MountedDevices", SYSTEM_DRIVE), "set",
+                       old.hex() if old is not None else None, wanted.hex())
+            changed = True
     return changed
 
 

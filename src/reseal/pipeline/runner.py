@@ -93,9 +93,16 @@ def options_for(operation: Operation, settings: RunSettings) -> Any:
     return operation.options_type() if operation.options_type is not None else None
 
 
-def validate(operations: list[Operation], settings: RunSettings) -> None:
-    """Call each operation module's validate(request, options); raises BadInput."""
+def validate(operations: list[Operation], settings: RunSettings,
+             families: set[OSFamily] | None = None) -> None:
+    """Call each operation module's validate(request, options); raises BadInput.
+
+    With `families`, only operations for those OS families are asked: a Windows target
+    is held to the Windows naming rules, a Linux target to RFC 1123.
+    """
     for operation in operations:
+        if families is not None and operation.os not in families:
+            continue
         module = sys.modules.get(operation.apply.__module__) or importlib.import_module(
             operation.apply.__module__
         )
@@ -152,7 +159,6 @@ def run_generalize(
 ) -> RunResult:
     """Generalize one target. Raises BadInput before touching anything on bad input."""
     operations = select_operations(settings)
-    validate(operations, settings)
     report = RunReport.start(str(target_path), settings.machine, dry_run)
     file_changes: list[FileChange] = []
     journal: Journal | None = None
@@ -160,7 +166,6 @@ def run_generalize(
     report_path: Path | None = None
     if not dry_run:
         run_dir = run_dir or new_run_dir(settings.machine)
-        run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
         journal_dir = run_dir / "journal"
         journal = Journal(journal_dir)
         report.journal = str(journal_dir)
@@ -175,13 +180,17 @@ def run_generalize(
     log = RunLog()
     try:
         with open_target(target_path, options) as target:
+            # Validation happens before any operation writes: bad input leaves the image as
+            # it was and no journal or report behind.
+            validate(operations, settings, {system_family(s) for s in target.systems})
             report.systems = [f"{system_family(s)}:{s.volume.key}" for s in target.systems]
             log.warnings.extend(target.warnings)
             apply_operations(target, operations, settings, log)
     except ResealError as exc:
         report.absorb(log)
         report.finish(False, str(exc))
-        if report_path is not None:
+        # A report only when something was written: a refusal leaves no trace behind.
+        if report_path is not None and journal_dir is not None and journal_dir.exists():
             report.write(report_path)
         raise
     report.absorb(log)

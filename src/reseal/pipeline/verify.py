@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
-import importlib
 from dataclasses import dataclass
 
 from reseal.image.model import LinuxSystem
 from reseal.image.target import Target
+from reseal.operations.linux_leftovers import scan_linux_leftovers
+from reseal.operations.windows_leftovers import scan_windows_leftovers
 from reseal.pipeline.report import RunReport
 
 
@@ -16,6 +17,7 @@ class LeftoverHit:
     where: str
     what: str
     match: str
+    explained: bool  # the run's report says why this trace stays (e.g. an opaque binary blob)
 
 
 def old_identity(report: RunReport) -> dict[str, str]:
@@ -25,17 +27,17 @@ def old_identity(report: RunReport) -> dict[str, str]:
 
 def scan_leftovers(target: Target, report: RunReport) -> list[LeftoverHit]:
     old = old_identity(report)
+    notes = "\n".join(report.notes)
     hits: list[LeftoverHit] = []
     for system in target.systems:
         if isinstance(system, LinuxSystem):
-            module = importlib.import_module("reseal.operations.linux_leftovers")
-            found = module.scan_linux_leftovers(system.fs, old)
             label = f"linux:{system.volume.key}"
+            for lhit in scan_linux_leftovers(system.fs, old):
+                hits.append(LeftoverHit(label, lhit.where, lhit.what, lhit.match,
+                                        lhit.where in notes))
         else:
-            module = importlib.import_module("reseal.operations.windows_leftovers")
-            found = module.scan_windows_leftovers(system, old)
             label = f"windows:{system.volume.key}"
-        for hit in found:
-            hits.append(LeftoverHit(label, str(getattr(hit, "where", hit)),
-                                    str(getattr(hit, "what", "")), str(getattr(hit, "match", ""))))
+            for whit in scan_windows_leftovers(system, old):
+                hits.append(LeftoverHit(label, whit.where, f"{whit.identity} ({whit.form})",
+                                        whit.match, whit.where in notes))
     return hits

@@ -71,6 +71,10 @@ class HiveSet:
             self._loaded[name] = self._load(name, path) if path else None
         return self._loaded[name]
 
+    def forget(self, name: str) -> None:
+        """Drop what is cached for a config hive, e.g. after creating its file in the image."""
+        self._loaded.pop(name.upper(), None)
+
     def require(self, name: str) -> LoadedHive:
         loaded = self.config(name)
         if loaded is None:
