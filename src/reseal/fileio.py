@@ -94,6 +94,10 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
         old_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
     except FileNotFoundError:
         old_fd = None
+    except OSError as exc:
+        if exc.errno != errno.ELOOP:
+            raise
+        old_fd = None  # `path` is a symlink: the rename replaces the link, never its target
     try:
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
         try:
