@@ -13,8 +13,8 @@ import pytest
 
 from reseal.image.target import open_target
 from reseal.inspection import inspect_target, render_text
-from reseal.inspection.linux import ssh_fingerprint
 from reseal.inspection.sids import sam_account_domain_sid, sid_to_string
+from reseal.linux.ssh import ssh_fingerprint
 from reseal.samples import build_linux_gpt, build_windows_gpt
 from reseal.samples.builders import SampleImage
 

@@ -24,8 +24,16 @@ from reseal.operations.linux_ssh_hostkeys import SshHostKeyOptions
 from reseal.pipeline.runner import RunResult, RunSettings, run_generalize
 from reseal.pipeline.undo import undo_run
 
-from .layouts import (BUILDERS, MAC, MASTER_HOST, MASTER_ID, NM_UUID, ROOT_UUID, SWAP_UUID,
-                      tree_digest)
+from .layouts import (
+    BUILDERS,
+    MAC,
+    MASTER_HOST,
+    MASTER_ID,
+    NM_UUID,
+    ROOT_UUID,
+    SWAP_UUID,
+    tree_digest,
+)
 
 LINUX_OPS = ["linux-hostname", "linux-machine-id", "linux-ssh-hostkeys", "linux-net-bindings",
              "linux-bootloader", "linux-leftovers"]
@@ -393,3 +401,13 @@ def test_fs_uuids_on_a_directory_says_it_cannot(tmp_path: Path) -> None:
     result = run(root, tmp_path, only=["linux-fs-uuids"])
     assert any("only be changed on an opened disk image" in w for w in result.report.warnings)
     assert tree_digest(root) == before
+
+
+def test_rsa_key_requested_is_generated_with_its_size(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    BUILDERS["arch"](root)
+    run(root, tmp_path, only=["linux-ssh-hostkeys"],
+        options={"linux-ssh-hostkeys": SshHostKeyOptions(types=["rsa", "ed25519"])})
+    out = subprocess.run(["ssh-keygen", "-lf", str(root / "etc/ssh/ssh_host_rsa_key.pub")],
+                         capture_output=True, text=True, check=True).stdout
+    assert out.startswith("3072 ") and out.rstrip().endswith("(RSA)")

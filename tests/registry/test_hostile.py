@@ -28,11 +28,12 @@ def _exercise(data: bytes) -> None:
     try:
         hive = Hive.from_bytes(data, name="fuzz")
         check_hive(hive)
+        touched = 0
         for key in hive.walk():
-            key.class_name
-            key.security
-            for value in key.values():
-                value.data
+            # every lazily decoded field is read: none may crash on a corrupt hive
+            touched += len(key.class_name or "") + len(key.security)
+            touched += sum(len(repr(value.data)) for value in key.values())
+        assert touched >= 0
         hive.create_key("New\\Key").set_value("x", RegType.REG_SZ, "y")
         hive.to_bytes()
     except ResealError as exc:

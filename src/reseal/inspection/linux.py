@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import shlex
 
@@ -13,6 +11,7 @@ from reseal.image.fstab import parse_fstab
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem
 from reseal.inspection.model import BootLoader, LinuxReport, SshHostKey
+from reseal.linux.ssh import ssh_fingerprint
 
 CONFIG_READ_LIMIT = 4 << 20
 MAX_SSH_KEYS = 64
@@ -71,19 +70,6 @@ def _os_release(fs: GuestFS, report: LinuxReport) -> None:
         report.os_version = fields.get("VERSION_ID") or fields.get("VERSION")
         return
     report.absent.append("os-release: not found")
-
-
-def ssh_fingerprint(public_key_line: str) -> tuple[str, str] | None:
-    """(key type, "SHA256:<base64 of sha256 of the key blob, unpadded>") of a .pub line."""
-    fields = public_key_line.split()
-    if len(fields) < 2:
-        return None
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except ValueError:
-        return None
-    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
-    return fields[0], f"SHA256:{digest}"
 
 
 def _ssh_host_keys(fs: GuestFS, report: LinuxReport) -> list[SshHostKey]:

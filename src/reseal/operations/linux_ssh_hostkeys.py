@@ -8,8 +8,6 @@ root rather than inheriting the old owner).
 
 from __future__ import annotations
 
-import base64
-import hashlib
 import re
 import shutil
 import subprocess
@@ -23,6 +21,7 @@ from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux.guest import os_release, preflight
 from reseal.linux.osrelease import Family
+from reseal.linux.ssh import ssh_fingerprint
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 22
@@ -63,14 +62,8 @@ def validate(request: IdentityRequest, options: Any) -> None:
 
 def fingerprint(public_line: str) -> str | None:
     """OpenSSH SHA256 fingerprint of a public key line ("ssh-ed25519 AAAA... comment")."""
-    fields = public_line.split()
-    if len(fields) < 2:
-        return None
-    try:
-        blob = base64.b64decode(fields[1], validate=True)
-    except ValueError:
-        return None
-    return "SHA256:" + base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    parsed = ssh_fingerprint(public_line)
+    return parsed[1] if parsed else None
 
 
 def existing_key_types(fs: GuestFS) -> list[str]:
@@ -135,17 +128,24 @@ def apply(ctx: OperationContext) -> None:
             "install openssh-client or use mode=remove"
         )
     with tempfile.TemporaryDirectory(prefix="reseal-ssh-") as tmp:
+        # the key types are generated in parallel: RSA alone takes most of a second
+        running = {}
         for key_type in types:
             private = Path(tmp) / f"ssh_host_{key_type}_key"
             argv = [keygen, "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(private)]
             if key_type == "rsa":
-                argv[3:3] = ["-b", str(options.rsa_bits)]
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-            if done.returncode != 0:
-                raise ResealError(
-                    f"linux-ssh-hostkeys: ssh-keygen -t {key_type} failed: "
-                    f"{done.stderr.strip() or done.returncode}"
-                )
+                argv[2:2] = ["-b", str(options.rsa_bits)]
+            running[key_type] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                                 stderr=subprocess.PIPE, text=True)
+        failures = []
+        for key_type, process in running.items():
+            _out, err = process.communicate(timeout=120)
+            if process.returncode != 0:
+                failures.append(f"ssh-keygen -t {key_type} failed: {err.strip() or process.returncode}")
+        if failures:
+            raise ResealError(f"linux-ssh-hostkeys: {'; '.join(failures)}")
+        for key_type in types:
+            private = Path(tmp) / f"ssh_host_{key_type}_key"
             public_text = private.with_suffix(".pub").read_text()
             guest = f"{SSH_DIR}/ssh_host_{key_type}_key"
             fs.copy_in(private, guest, mode=0o600)
