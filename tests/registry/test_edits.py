@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import oracles
@@ -101,3 +102,36 @@ def test_value_types_round_trip() -> None:
         key.set_value("x", RegType.REG_DWORD, 2**40)
     with pytest.raises(BadInput):
         hive.create_key("bad\\" + "n" * 256)
+
+
+@pytest.mark.parametrize("new_root", [
+    "S-1-5-21-9-8-7-1001_Classes",  # same length: the root stays in the hive's first cell
+    "S-1-5-21-4000000000-4000000000-4000000000-1001_Classes",  # longer: the root cell moves
+])
+def test_rename_root_key_read_back_by_independent_readers(tmp_path: Path, new_root: str) -> None:
+    """UsrClass.dat's root is `<SID>_Classes`: a SID change must rename the root itself."""
+    from Registry import Registry  # python-registry
+    from regipy.registry import RegistryHive
+
+    old_root = "S-1-5-21-1-2-3-1001_Classes"
+    hive = Hive.new(root_name=old_root)
+    first_cell = hive.root_offset
+    for i in range(30):
+        hive.create_key(f"Local Settings\\Key{i:02}").set_value("v", RegType.REG_SZ, f"value {i}")
+    hive.rename_key("", new_root)
+    path = tmp_path / "UsrClass.dat"
+    path.write_bytes(hive.to_bytes())
+    assert Registry.Registry(str(path)).root().name() == new_root
+    hivex = subprocess.run(["hivexget", str(path), "\\Local Settings\\Key07", "v"],
+                           capture_output=True, text=True, check=True)
+    assert hivex.stdout.strip() == "value 7"
+    reread = Hive.from_bytes(path.read_bytes())
+    assert reread.root.name == new_root
+    assert reread.key("Local Settings\\Key29").value("v").data == "value 29"
+    check_hive(reread)
+    if len(new_root) == len(old_root):
+        # regipy takes the first cell of the first bin as the root (not the header's offset):
+        # a rename that fits keeps the root there, so regipy reads it too.
+        assert reread.root_offset == first_cell
+        regipy_hive = RegistryHive(str(path))
+        assert regipy_hive.get_key("\\Local Settings\\Key29").get_value("v") == "value 29"

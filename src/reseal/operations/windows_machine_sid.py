@@ -12,11 +12,11 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from reseal.errors import BadInput, Refused
+from reseal.errors import Refused
 from reseal.image.model import OSFamily
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.registry import Key
-from reseal.windows.hives import HiveSet, LoadedHive, explain, hive_set
+from reseal.windows.hives import HiveSet, LoadedHive, hive_set
 from reseal.windows.sam import (
     domain_sid_from_v,
     rewrite_alias_c,
@@ -153,16 +153,8 @@ def rewrite_hive(ctx: OperationContext, loaded: LoadedHive, rewriter: SidRewrite
         if pattern.found_in_text(key.name):
             renames.append((key.path, pattern.replace_in_text(key.name, new_text)[0]))
     for path, new_name in sorted(renames, key=lambda item: -item[0].count("\\")):
-        if not path:  # the root key, e.g. UsrClass.dat's <SID>_Classes
-            try:
-                loaded.hive.rename_key(path, new_name)
-            except BadInput:
-                explain(ctx, loaded, "", None,
-                        f"root key name {loaded.hive.root.name} still names the old SID; "
-                        "Windows mounts a user hive under the name it chooses, not this one")
-                continue
-        else:
-            loaded.hive.rename_key(path, new_name)
+        # the root key too: UsrClass.dat's root is named <SID>_Classes
+        loaded.hive.rename_key(path, new_name)
         ctx.change(loaded.where(path), "rename", path.rsplit("\\", 1)[-1] or "(root key)", new_name)
         changed = True
     return changed

@@ -534,6 +534,8 @@ class Hive:
     def rename_key(self, path: str, new_name: str) -> Key:
         if not new_name or len(new_name) > MAX_NAME or "\\" in new_name:
             raise BadInput(f"bad key name {new_name!r}: 1 to {MAX_NAME} characters, no backslash")
+        if not split_path(path):
+            return self._rename_root(new_name)
         parent, child = self._parent_of(path)
         clash = self.find_subkey(parent, new_name)
         if clash is not None and clash.offset != child.offset:
@@ -557,6 +559,24 @@ class Hive:
         self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, len(new_name) * 2, low16=True)
         self._touch(parent.offset)
         return Key(self, new_offset, parent.path)
+
+    def _rename_root(self, new_name: str) -> Key:
+        """Rename the root key (UsrClass.dat's root is named `<user SID>_Classes`)."""
+        pos = self._nk_pos(self.root_offset)
+        header = bytearray(self.store.buf[pos : pos + NK_SIZE])
+        name_raw, compressed = encode_name(new_name)
+        flags = (U16.unpack_from(header, 2)[0] & ~KEY_COMP_NAME) | (KEY_COMP_NAME if compressed else 0)
+        U16.pack_into(header, 2, flags)
+        U16.pack_into(header, 0x48, len(name_raw))
+        struct.pack_into("<Q", header, NK_OFF_TIME, now_filetime())
+        new_offset = self.store.realloc(self.root_offset, bytes(header) + name_raw)
+        if new_offset != self.root_offset:
+            for child, _h in self._entries(new_offset):
+                self._nk_set(child, NK_OFF_PARENT, new_offset)
+            self.root_offset = new_offset
+            U32.pack_into(self.store.buf, 0x24, new_offset)
+        self.root = Key(self, self.root_offset, None)
+        return self.root
 
     def _child_names_raw(self, parent: int, old: int, new: int) -> list[tuple[int, str, int | None]]:
         out: list[tuple[int, str, int | None]] = []
