@@ -110,8 +110,8 @@ def test_value_types_round_trip() -> None:
 ])
 def test_rename_root_key_read_back_by_independent_readers(tmp_path: Path, new_root: str) -> None:
     """UsrClass.dat's root is `<SID>_Classes`: a SID change must rename the root itself."""
-    from Registry import Registry  # python-registry
     from regipy.registry import RegistryHive
+    from Registry import Registry  # python-registry
 
     old_root = "S-1-5-21-1-2-3-1001_Classes"
     hive = Hive.new(root_name=old_root)
