@@ -120,3 +120,18 @@ def hivex_keys(hive: Path, key: str) -> list[str]:
     out = subprocess.run(["hivexsh", str(hive)], input=script.encode(), check=True,
                          capture_output=True).stdout
     return out.decode().split("\n")[:-1]
+
+
+def impacket_sam_dump(config: Path) -> list[str]:
+    """SAM users as impacket's offline reader sees them (name:rid:lm:nt, with the Admin flag),
+    decrypted with the boot key of the SYSTEM hive beside it."""
+    from impacket.examples.secretsdump import LocalOperations, SAMHashes
+
+    boot_key = LocalOperations(str(config / "SYSTEM")).getBootKey()
+    lines: list[str] = []
+    sam = SAMHashes(str(config / "SAM"), boot_key, isRemote=False, perSecretCallback=lines.append,
+                    printUserStatus=True)
+    sam.dump()
+    sam.finish()
+    return lines
+

@@ -8,7 +8,6 @@ from pathlib import Path
 
 import pytest
 from Cryptodome.Hash import MD4
-from impacket.examples.secretsdump import LocalOperations, SAMHashes
 from Registry import Registry
 
 from reseal.image.target import open_target
@@ -28,6 +27,7 @@ from .helpers import (
     digests,
     hivex_keys,
     hivexget,
+    impacket_sam_dump,
     load_builder,
     pyreg_value,
     regipy_value,
@@ -39,16 +39,6 @@ NEW_NAME = "fx-clone"
 OPS = ["windows-machine-sid", "windows-file-acls", "windows-computer-name", "windows-clone-ids",
        "windows-hardware-bindings", "windows-leftovers"]
 CS = "ControlSet001"
-
-
-def _impacket(config: Path) -> list[str]:
-    boot_key = LocalOperations(str(config / "SYSTEM")).getBootKey()
-    lines: list[str] = []
-    sam = SAMHashes(str(config / "SAM"), boot_key, isRemote=False, perSecretCallback=lines.append,
-                    printUserStatus=True)
-    sam.dump()
-    sam.finish()
-    return lines
 
 
 @pytest.mark.parametrize("hive,key,value,expected", [
@@ -70,7 +60,7 @@ def test_committed_fixtures_sam_security_agree_and_decrypt() -> None:
     assert pyreg_value(FIXTURES / "SAM", "SAM\\Domains\\Account", "V")[-24:] == sid  # type: ignore[index]
     assert regipy_value(FIXTURES / "SECURITY", "Policy\\PolAcDmS", "") == sid
     assert hivexget(FIXTURES / "SECURITY", "Policy\\PolAcDmS", "")[:24] == sid
-    lines = _impacket(FIXTURES)
+    lines = impacket_sam_dump(FIXTURES)
     assert [line.split(":")[:2] for line in lines] == [["Administrator", "500"], ["alice", "1001"]]
     assert lines[0].split(":")[3] == MD4.new("Passw0rd!".encode("utf-16-le")).hexdigest()
     for name in ("SYSTEM", "SOFTWARE", "SAM", "SECURITY"):
@@ -112,7 +102,7 @@ def test_fixture_generalize_sid_everywhere(fixture_run: tuple[Path, dict[str, st
 def test_fixture_generalize_impacket_decrypts_with_boot_key(
         fixture_run: tuple[Path, dict[str, str], RunResult]) -> None:
     config = fixture_run[0] / CONFIG
-    lines = _impacket(config)
+    lines = impacket_sam_dump(config)
     assert [line.split(":")[:2] for line in lines] == [["Administrator", "500"], ["alice", "1001"]]
     assert lines[0].split(":")[3] == MD4.new("Passw0rd!".encode("utf-16-le")).hexdigest()
     assert lines[1].split(":")[3] == MD4.new("alice-secret".encode("utf-16-le")).hexdigest()

@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from impacket.examples.secretsdump import LocalOperations, SAMHashes
 
 from reseal.errors import BadInput
 from reseal.image.target import OpenOptions, open_target
@@ -33,6 +32,7 @@ from .helpers import (
     digests,
     hivex_keys,
     hivexget,
+    impacket_sam_dump,
     pyreg_value,
     regipy_value,
 )
@@ -49,18 +49,6 @@ class RealRun:
     before: dict[str, str]
     result: RunResult
     impacket_before: list[str]
-
-
-def _impacket_dump(root: Path) -> list[str]:
-    """SAM users as impacket's offline reader sees them: name:rid:lm:nt (Admin flag from alias C)."""
-    config = root / CONFIG
-    boot_key = LocalOperations(str(config / "SYSTEM")).getBootKey()
-    lines: list[str] = []
-    sam = SAMHashes(str(config / "SAM"), boot_key, isRemote=False, perSecretCallback=lines.append,
-                    printUserStatus=True)
-    sam.dump()
-    sam.finish()
-    return lines
 
 
 @pytest.fixture(scope="module")
@@ -165,8 +153,8 @@ def test_impacket_still_reads_the_sam(real_run: RealRun, shared_dir: Path, tmp_p
                    original / CONFIG / "SAM")
     Hive.open(original / CONFIG / "SAM").save(original / CONFIG / "SAM")
     (original / CONFIG / "SYSTEM").write_bytes((real_run.root / CONFIG / "SYSTEM").read_bytes())
-    before = _impacket_dump(original)
-    after = _impacket_dump(real_run.root)
+    before = impacket_sam_dump(original / CONFIG)
+    after = impacket_sam_dump(real_run.root / CONFIG)
     assert [line.split(":")[:2] for line in after] == [line.split(":")[:2] for line in before]
     assert after == before  # same decrypted fields and Admin=True/False flags
     assert any("Administrator:500:" in line and "(Admin=True)" in line for line in after)

@@ -540,17 +540,7 @@ class Hive:
         clash = self.find_subkey(parent, new_name)
         if clash is not None and clash.offset != child.offset:
             raise BadInput(f"cannot rename {path}: {parent.path or '<root>'} already has a key {new_name!r}")
-        pos = self._nk_pos(child.offset)
-        header = bytearray(self.store.buf[pos : pos + NK_SIZE])
-        name_raw, compressed = encode_name(new_name)
-        flags = (U16.unpack_from(header, 2)[0] & ~KEY_COMP_NAME) | (KEY_COMP_NAME if compressed else 0)
-        U16.pack_into(header, 2, flags)
-        U16.pack_into(header, 0x48, len(name_raw))
-        struct.pack_into("<Q", header, NK_OFF_TIME, now_filetime())
-        new_offset = self.store.realloc(child.offset, bytes(header) + name_raw)
-        if new_offset != child.offset:
-            for grandchild, _h in self._entries(new_offset):
-                self._nk_set(grandchild, NK_OFF_PARENT, new_offset)
+        new_offset = self._rename_nk(child.offset, new_name)
         entries: list[tuple[int, str, int | None]] = [
             (new_offset if off == child.offset else off, new_name if off == child.offset else nm, None)
             for off, nm, _h in self._child_names_raw(parent.offset, child.offset, new_offset)
@@ -562,21 +552,27 @@ class Hive:
 
     def _rename_root(self, new_name: str) -> Key:
         """Rename the root key (UsrClass.dat's root is named `<user SID>_Classes`)."""
-        pos = self._nk_pos(self.root_offset)
+        new_offset = self._rename_nk(self.root_offset, new_name)
+        if new_offset != self.root_offset:
+            self.root_offset = new_offset
+            U32.pack_into(self.store.buf, 0x24, new_offset)
+        self.root = Key(self, self.root_offset, None)
+        return self.root
+
+    def _rename_nk(self, offset: int, new_name: str) -> int:
+        """Rewrite an nk cell with a new name (moving it when it grows); children follow."""
+        pos = self._nk_pos(offset)
         header = bytearray(self.store.buf[pos : pos + NK_SIZE])
         name_raw, compressed = encode_name(new_name)
         flags = (U16.unpack_from(header, 2)[0] & ~KEY_COMP_NAME) | (KEY_COMP_NAME if compressed else 0)
         U16.pack_into(header, 2, flags)
         U16.pack_into(header, 0x48, len(name_raw))
         struct.pack_into("<Q", header, NK_OFF_TIME, now_filetime())
-        new_offset = self.store.realloc(self.root_offset, bytes(header) + name_raw)
-        if new_offset != self.root_offset:
+        new_offset = self.store.realloc(offset, bytes(header) + name_raw)
+        if new_offset != offset:
             for child, _h in self._entries(new_offset):
                 self._nk_set(child, NK_OFF_PARENT, new_offset)
-            self.root_offset = new_offset
-            U32.pack_into(self.store.buf, 0x24, new_offset)
-        self.root = Key(self, self.root_offset, None)
-        return self.root
+        return new_offset
 
     def _child_names_raw(self, parent: int, old: int, new: int) -> list[tuple[int, str, int | None]]:
         out: list[tuple[int, str, int | None]] = []
