@@ -29,7 +29,9 @@ class JournalEntry:
     mode: int | None
     uid: int | None
     gid: int | None
-    kind: str = "file"  # "file", "dir" (created by the run) or "rmdir" (removed by the run)
+    kind: str = "file"  # "file", "dir" (created by the run), "rmdir" (removed by the run)
+    # or "fs-uuid" (the volume's file-system UUID was changed; path holds the file system type)
+    old_value: str | None = None  # fs-uuid: the UUID before the run
 
 
 class Journal:
@@ -94,6 +96,11 @@ class Journal:
 
     def record_removed_dir(self, volume: str, guest_path: str, mode: int) -> None:
         self._append(JournalEntry(volume, guest_path, True, None, mode, None, None, kind="rmdir"))
+
+    def record_fs_uuid(self, volume: str, fstype: str, old_uuid: str) -> None:
+        """Before a file system gets a new UUID: undo sets `old_uuid` back."""
+        self._append(JournalEntry(volume, fstype, True, None, None, None, None, kind="fs-uuid",
+                                  old_value=old_uuid))
 
     def _append(self, entry: JournalEntry) -> None:
         self._ensure()

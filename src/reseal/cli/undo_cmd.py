@@ -25,5 +25,7 @@ def run(args: argparse.Namespace) -> int:
         print_json(result)
     else:
         print(f"restored {result.restored} files, removed {result.removed} files the run "
-              f"created, removed {result.directories_removed} directories")
+              f"created, removed {result.directories_removed} directories"
+              + (f", set {result.uuids_restored} file-system UUIDs back"
+                 if result.uuids_restored else ""))
     return 0

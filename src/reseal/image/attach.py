@@ -259,6 +259,18 @@ def unmount(mountpoint: Path) -> None:
         run(["umount", "-l", str(mountpoint)], check=False)
 
 
+def unmount_strict(mountpoint: Path) -> None:
+    """Unmount now or raise: a lazy unmount would leave the file system live in the kernel,
+    and the tools that need it offline (tune2fs, xfs_admin) must never meet a live one."""
+    if mount_options_of(mountpoint) is None:
+        return
+    proc = run(["umount", str(mountpoint)], check=False)
+    if proc.returncode != 0:
+        detail = (proc.stderr or proc.stdout).strip().splitlines()
+        raise ResealError(f"cannot unmount {mountpoint}: {detail[-1] if detail else 'busy'}; "
+                          "something still uses a file on it")
+
+
 @dataclass
 class FuseDaemon:
     """A FUSE server running in the foreground as our child, mounted at `mountpoint`."""

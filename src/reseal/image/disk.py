@@ -11,17 +11,21 @@ import contextlib
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO
 
 from reseal.errors import BadInput, CorruptData, ResealError
 from reseal.image.attach import (
     FuseStartError,
+    attach_loop,
     enter_private_mount_namespace,
+    mount_options_of,
     refuse_if_in_use,
     run,
     unmount,
+    unmount_strict,
 )
 from reseal.image.container import QEMU_FORMATS, detect_format, qemu_raw_export
 from reseal.image.detect import detect_systems
@@ -31,7 +35,7 @@ from reseal.image.guestfs import GuestFS
 from reseal.image.model import DiskLayout, LinuxSystem, Partition, Volume
 from reseal.image.partitions import read_layout
 from reseal.image.target import OpenOptions, Target
-from reseal.image.volumes import MountRequest, mount_volume
+from reseal.image.volumes import MountRequest, is_kernel_mounted, mount_kernel_fs, mount_volume
 
 # GPT types that never hold a file system worth mounting
 SKIPPED_TYPES = frozenset(
@@ -66,15 +70,17 @@ def open_disk(path: Path, options: OpenOptions) -> Iterator[Target]:
                     qemu_raw_export(path, kind, options.writable and not options.dry_run, workdir)
                 )
             target = Target(source=path, kind=kind, options=options, raw_path=raw_path)
+            mounts = MountTable(target)
+            target.offline_switch = mounts.offline
             stream = stack.enter_context(open(raw_path, "rb"))
             size = _size_of(stream)
             target.layout = read_layout(stream, size, str(path))
             for volume in _volumes(target.layout, stream, size):
                 target.volumes.append(volume)
-                _mount(stack, target, volume, workdir)
+                _mount(stack, target, volume, workdir, mounts)
             target.systems = detect_systems([v for v in target.volumes if v.fs is not None])
             for system in target.linux:
-                _mount_fstab_volumes(stack, target, system, workdir)
+                _mount_fstab_volumes(stack, target, system, mounts)
             yield target
     finally:
         shutil.rmtree(workdir, ignore_errors=True)
@@ -110,7 +116,72 @@ def _reader(stream: BinaryIO, base: int) -> ReadFn:
     return read
 
 
-def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir: Path) -> None:
+@dataclass
+class MountTable:
+    """What `open_disk` mounted, so that volumes can be taken offline and brought back."""
+
+    target: Target
+    requests: dict[str, MountRequest] = field(default_factory=dict)  # kernel mounts by volume
+    binds: list[Path] = field(default_factory=list)  # bind-mount points, in mount order
+    bind_sources: dict[Path, Path] = field(default_factory=dict)
+
+    def bind(self, source: Path, host_dir: Path) -> None:
+        run(["mount", "--bind", str(source), str(host_dir)])
+        if host_dir not in self.bind_sources:
+            self.binds.append(host_dir)
+        self.bind_sources[host_dir] = source
+
+    @contextlib.contextmanager
+    def offline(self, volumes: Sequence[Volume]) -> Iterator[None]:
+        for volume in volumes:
+            if volume.fs is not None and volume.key not in self.requests:
+                raise ResealError(f"{volume.key}: a {volume.fstype} volume mounted through FUSE "
+                                  "cannot be taken offline")
+            if volume.fs is None and volume.partition is None:
+                raise ResealError(f"{volume.key}: no partition to attach")
+        if self.target.options.dry_run:
+            yield
+            return
+        unmounted: list[Volume] = []
+        loops = []
+        try:
+            for host_dir in reversed(self.binds):
+                unmount_strict(host_dir)
+            for volume in volumes:
+                if volume.fs is not None:
+                    unmount_strict(self.requests[volume.key].mountpoint)
+                    unmounted.append(volume)
+                elif volume.partition is not None and self.target.raw_path is not None:
+                    loop = attach_loop(self.target.raw_path, volume.partition.start,
+                                       volume.partition.size, read_only=False)
+                    loops.append(loop)
+                    volume.device = loop.path
+            yield
+        finally:
+            for loop in loops:
+                loop.close()
+            for volume in volumes:
+                if volume.fs is None:
+                    volume.device = ""
+            for volume in unmounted:  # a failure here must stop the run: see _remount
+                _remount(self.requests[volume.key], volume)
+            for host_dir in self.binds:
+                if mount_options_of(host_dir) is None:
+                    run(["mount", "--bind", str(self.bind_sources[host_dir]), str(host_dir)])
+
+
+def _remount(request: MountRequest, volume: Volume) -> None:
+    """Mount a volume back where it was; if that fails the run must not go on writing into
+    the empty mount point (that would be the host's temporary directory)."""
+    try:
+        mount_kernel_fs(request, volume.device)
+    except ResealError as exc:
+        raise ResealError(f"{exc}; it was unmounted to change it and could not be mounted "
+                          "again; the run stopped here") from None
+
+
+def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir: Path,
+           mounts: MountTable) -> None:
     part = volume.partition
     assert part is not None and target.raw_path is not None
     if part.type_id in SKIPPED_TYPES or volume.fstype in ("", "swap"):
@@ -139,6 +210,8 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
         return
     volume.device = mounted.device
     volume.read_only = mounted.read_only
+    if is_kernel_mounted(volume.fstype):
+        mounts.requests[volume.key] = request
     volume.notes.extend(mounted.notes)
     target.warnings.extend(f"{volume.key}: {note}" for note in mounted.notes)
     volume.fs = GuestFS(
@@ -152,7 +225,7 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
 
 
 def _mount_fstab_volumes(stack: contextlib.ExitStack, target: Target, system: LinuxSystem,
-                         workdir: Path) -> None:
+                         mounts: MountTable) -> None:
     """Bind the image's /boot and /boot/efi volumes below its root, as fstab says."""
     fs = system.fs
     try:
@@ -176,7 +249,7 @@ def _mount_fstab_volumes(stack: contextlib.ExitStack, target: Target, system: Li
                 f"fstab {entry.mountpoint}: no such directory in the image; not mounted"
             )
             continue
-        run(["mount", "--bind", str(volume.fs.root), str(host_dir)])
+        mounts.bind(volume.fs.root, host_dir)
         stack.callback(unmount, host_dir)
         system.extra_volumes[entry.mountpoint] = volume
 

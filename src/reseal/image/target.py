@@ -4,11 +4,12 @@ virtual disk (qcow2, vmdk, vhdx, vhd). Operations see only the `Target` it yield
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reseal.errors import BadInput
+from reseal.errors import BadInput, ResealError
 from reseal.image.detect import detect_systems
 from reseal.image.guestfs import ChangeListener, GuestFS
 from reseal.image.model import DiskLayout, LinuxSystem, System, Volume, WindowsSystem
@@ -38,6 +39,18 @@ class Target:
     systems: list[System] = field(default_factory=list)
     raw_path: Path | None = None  # raw view of the whole disk while open
     warnings: list[str] = field(default_factory=list)
+    # set by the disk opener: takes volumes offline (see `offline`)
+    offline_switch: Callable[[Sequence[Volume]], AbstractContextManager[None]] | None = None
+
+    def offline(self, volumes: Sequence[Volume]) -> AbstractContextManager[None]:
+        """Unmount `volumes` (and the bind mounts in the way) so that tools needing the bare
+        file system can run on `volume.device`; everything is mounted back on exit, at the
+        same places, so GuestFS objects stay valid. Unmounted volumes (swap) get a loop
+        device for the duration."""
+        if self.offline_switch is None:
+            raise ResealError(f"{self.source}: a {self.kind} target has no block devices to "
+                              "take offline; open the disk image instead")
+        return self.offline_switch(volumes)
 
     @property
     def windows(self) -> list[WindowsSystem]:

@@ -73,17 +73,27 @@ def mount_volume(request: MountRequest) -> Iterator[MountedVolume]:
         loop.close()
 
 
-@contextlib.contextmanager
-def _mount_kernel(request: MountRequest, loop: LoopDevice) -> Iterator[MountedVolume]:
+def is_kernel_mounted(fstype: str) -> bool:
+    """File systems the kernel mounts (and which can be unmounted and mounted again freely)."""
+    return fstype in KERNEL_RO_OPTIONS
+
+
+def mount_kernel_fs(request: MountRequest, device: str) -> None:
+    """Mount `device` at the request's mount point with the kernel driver; raise on failure."""
     fstype = "ext4" if request.fstype.startswith("ext") else request.fstype
     mode = "rw" if request.writable else KERNEL_RO_OPTIONS[request.fstype]
-    proc = run(["mount", "-t", fstype, "-o", f"{mode},{SAFE_OPTIONS}", loop.path,
+    proc = run(["mount", "-t", fstype, "-o", f"{mode},{SAFE_OPTIONS}", device,
                 str(request.mountpoint)], check=False)
     if proc.returncode != 0:
         raise ResealError(
             f"{request.where}: cannot mount the {request.fstype} file system: "
             f"{(proc.stderr or proc.stdout).strip().splitlines()[-1:] or proc.returncode}"
         )
+
+
+@contextlib.contextmanager
+def _mount_kernel(request: MountRequest, loop: LoopDevice) -> Iterator[MountedVolume]:
+    mount_kernel_fs(request, loop.path)
     try:
         yield MountedVolume(device=loop.path, read_only=not request.writable)
     finally:

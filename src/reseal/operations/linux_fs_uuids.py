@@ -1,33 +1,45 @@
 """linux-fs-uuids (off by default): new file-system UUIDs, and every reference follows.
 
 Clones sharing file-system UUIDs confuse any host that sees two of them at once (a disk
-attached to repair another, LVM/mdadm scans, `by-uuid` links). The UUIDs are changed with the
-host's tune2fs / xfs_admin / btrfstune / swaplabel on the attached partitions, then fstab,
-crypttab, grub.cfg (/boot and ESP), /etc/default/grub, menu.lst, lilo.conf, systemd-boot
-entries and resume settings are rewritten. A directory target has no devices: nothing to do.
+attached to repair another, LVM/mdadm scans, `by-uuid` links). The image layer takes the
+volumes offline (unmounted, loop device kept), the host's tune2fs / xfs_admin / btrfstune /
+swaplabel change the UUIDs, the volumes are mounted back, and fstab, crypttab, grub.cfg (/boot
+and ESP), /etc/default/grub, menu.lst, lilo.conf, systemd-boot entries and resume settings are
+rewritten. The old UUIDs go into the undo journal first, so `reseal undo` sets them back.
+
+A file system that GRUB's installed boot code finds by UUID (an embedded `search.fs_uuid`,
+kept as load.cfg beside core.img, or the UUID in plain text in the boot sectors, the BIOS boot
+partition or an EFI binary) keeps its UUID: the boot code is not text reseal can rewrite, and
+a changed UUID would stop the clone at a `grub rescue>` prompt.
 """
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from dataclasses import dataclass
 from typing import Any
 
+from reseal.errors import ResealError
+from reseal.image.fsprobe import probe
+from reseal.image.fsuuid import UUID_CAPABLE, UuidChange, missing_tools, set_fs_uuid
+from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem, OSFamily, Volume
+from reseal.image.target import Target
 from reseal.linux.bootrefs import boot_files, rewrite_text
 from reseal.linux.guest import new_uuid, preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 24
 SHARED_KEY = "linux:uuid-map"
-SUPPORTED = ("ext2", "ext3", "ext4", "xfs", "btrfs", "swap")
+BIOS_BOOT_TYPE = "21686148-6449-6e6f-744e-656564454649"
+MBR_GAP = 1 << 20  # sectors before the first partition, where GRUB embeds core.img on MBR
+GRUB_PLATFORM_DIRS = ("/boot/grub", "/boot/grub2")
+MAX_EFI_BINARY = 64 << 20
 
 
 @dataclass
 class FsUuidOptions:
-    # ext4 with metadata_csum cannot change its UUID while mounted unless it gets the
-    # metadata_csum_seed feature; that needs kernel >= 4.4 and GRUB >= 2.12 in the clone.
+    # ext4 with metadata_csum: add the metadata_csum_seed feature instead of rewriting every
+    # checksum (fast), but the clone then needs kernel >= 4.4 and GRUB >= 2.12 to read it.
     allow_csum_seed: bool = False
 
 
@@ -35,52 +47,146 @@ def validate(request: IdentityRequest, options: Any) -> None:
     return None
 
 
-def _command(volume: Volume, uuid: str, options: FsUuidOptions) -> list[str]:
-    if volume.fstype in ("ext2", "ext3", "ext4"):
-        extra = ["-O", "metadata_csum_seed"] if options.allow_csum_seed else []
-        return ["tune2fs", *extra, "-U", uuid, volume.device]
-    if volume.fstype == "xfs":
-        return ["xfs_admin", "-U", uuid, volume.device]
-    if volume.fstype == "btrfs":
-        return ["btrfstune", "-f", "-U", uuid, volume.device]
-    return ["swaplabel", "-U", uuid, volume.device]
+@dataclass(frozen=True)
+class PlannedChange:
+    volume: Volume
+    old: str
+    new: str
 
 
 def apply(ctx: OperationContext) -> None:
     options = ctx.options if isinstance(ctx.options, FsUuidOptions) else FsUuidOptions()
     preflight(ctx)
-    candidates = [v for v in ctx.target.volumes if v.fstype in SUPPORTED and v.uuid]
-    if ctx.target.kind == "directory" or not any(v.device for v in candidates):
+    target = ctx.target
+    candidates = [v for v in target.volumes if v.fstype in UUID_CAPABLE and v.uuid]
+    if target.kind == "directory" or target.offline_switch is None:
         ctx.warn("file-system UUIDs can only be changed on an opened disk image or device "
-                 f"(the target is a {ctx.target.kind}); nothing changed")
+                 f"(the target is a {target.kind}); nothing changed")
         return
-    uuid_map: dict[str, str] = {}
-    for volume in candidates:
-        if not volume.device:
-            ctx.warn(f"{volume.key}: not attached, its UUID {volume.uuid} stays")
-            continue
-        new = new_uuid(ctx)
-        argv = _command(volume, new, options)
-        tool = shutil.which(argv[0])
-        if tool is None:
-            ctx.warn(f"{volume.key}: {argv[0]} is not installed on this host; UUID unchanged")
-            continue
-        if not ctx.dry_run:
-            done = subprocess.run([tool, *argv[1:]], capture_output=True, text=True,
-                                  timeout=300, check=False)
-            if done.returncode != 0:
-                reason = " ".join((done.stderr or done.stdout).split())[:300]
-                ctx.warn(f"{volume.key} ({volume.fstype}): {argv[0]} refused to change the UUID: "
-                         f"{reason}; references left as they were")
-                continue
-        uuid_map[volume.uuid] = new
-        ctx.change(f"{volume.key}:{volume.fstype}", "set", volume.uuid, new)
-        ctx.identity(f"fs-uuid:{volume.key}", volume.uuid, new)
-        if not ctx.dry_run:
-            volume.uuid = new
+    plan = [PlannedChange(v, v.uuid, new_uuid(ctx)) for v in candidates if _may_change(ctx, v)]
+    if not plan:
+        return
+    if not ctx.dry_run:
+        plan = _change(ctx, plan, options)
+    uuid_map = {}
+    for item in plan:
+        uuid_map[item.old] = item.new
+        ctx.change(f"{item.volume.key}:{item.volume.fstype}", "set", item.old, item.new)
+        ctx.identity(f"fs-uuid:{item.volume.key}", item.old, item.new)
     ctx.shared[SHARED_KEY] = uuid_map
     if uuid_map:
         _follow(ctx, uuid_map)
+
+
+def _may_change(ctx: OperationContext, volume: Volume) -> bool:
+    missing = missing_tools(volume.fstype)
+    if missing:
+        ctx.warn(f"{volume.key}: {', '.join(missing)} not installed on this host; its UUID "
+                 f"{volume.uuid} stays")
+        return False
+    holder = _boot_code_holding(ctx, volume.uuid)
+    if holder:
+        ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: GRUB's installed boot code finds "
+                 f"the file system by it ({holder}), and that code is not text reseal can "
+                 "rewrite; run grub-install in the clone, then `reseal generalize --operations "
+                 "linux-fs-uuids` again")
+        return False
+    return True
+
+
+def _change(ctx: OperationContext, plan: list[PlannedChange], options: FsUuidOptions
+            ) -> list[PlannedChange]:
+    """Journal every old UUID, take the volumes offline, change them, read them back."""
+    journal = ctx.target.options.journal
+    for item in plan:
+        if journal is not None:
+            journal.record_fs_uuid(item.volume.key, item.volume.fstype, item.old)
+    done: list[PlannedChange] = []
+    with ctx.target.offline([item.volume for item in plan]):
+        for item in plan:
+            volume = item.volume
+            where = f"{ctx.target.source} {volume.key}"
+            try:
+                set_fs_uuid(UuidChange(volume.device, volume.fstype, item.new, where,
+                                       csum_seed=options.allow_csum_seed))
+            except ResealError as exc:
+                ctx.warn(f"{exc}; {volume.key} keeps UUID {item.old} and its references stay")
+                continue
+            found = _uuid_on(volume)
+            if found != item.new:
+                ctx.warn(f"{volume.key}: after the change the file system reports UUID "
+                         f"{found or '(none)'}, not {item.new}; references left as they were")
+                continue
+            volume.uuid = item.new
+            done.append(item)
+    return done
+
+
+def _uuid_on(volume: Volume) -> str:
+    """The UUID the superblock now holds, read back from the device by reseal's own prober."""
+    assert volume.partition is not None
+    with open(volume.device, "rb") as device:
+        def read(offset: int, length: int) -> bytes:
+            device.seek(offset)
+            return device.read(length)
+
+        return probe(read, volume.partition.size).uuid
+
+
+def _boot_code_holding(ctx: OperationContext, uuid: str) -> str:
+    """Where GRUB boot code (not its grub.cfg text) names `uuid`, or "" when nowhere."""
+    wanted = uuid.lower().encode()
+    system = ctx.system
+    assert isinstance(system, LinuxSystem)
+    for base in GRUB_PLATFORM_DIRS:
+        for platform in _safe_listdir(system.fs, base):
+            path = f"{base}/{platform}/load.cfg"
+            if _file_contains(system.fs, path, wanted, 1 << 20):
+                return f"{path}, embedded in core.img"
+    raw = _raw_areas(ctx.target)
+    for label, data in raw:
+        if wanted in data.lower():
+            return label
+    for volume in ctx.target.volumes:
+        if volume.fstype != "vfat" or volume.fs is None or not volume.fs.is_dir("/EFI"):
+            continue
+        for top, _dirs, files in volume.fs.walk("/EFI"):
+            for name in files:
+                path = f"{top.rstrip('/')}/{name}"
+                if name.lower().endswith(".efi") and _file_contains(volume.fs, path, wanted,
+                                                                    MAX_EFI_BINARY):
+                    return f"{volume.key}:{path}"
+    return ""
+
+
+def _raw_areas(target: Target) -> list[tuple[str, bytes]]:
+    """The MBR gap and any BIOS boot partition: where GRUB's i386-pc core.img lives."""
+    if target.raw_path is None or target.layout is None:
+        return []
+    areas = []
+    with open(target.raw_path, "rb") as disk:
+        first = min((p.start for p in target.layout.partitions), default=MBR_GAP)
+        areas.append(("the boot sectors before the first partition", disk.read(min(first,
+                                                                                 MBR_GAP))))
+        for part in target.layout.partitions:
+            if part.type_id == BIOS_BOOT_TYPE and part.size <= 16 << 20:
+                disk.seek(part.start)
+                areas.append((f"BIOS boot partition {part.index}", disk.read(part.size)))
+    return areas
+
+
+def _safe_listdir(fs: GuestFS, path: str) -> list[str]:
+    try:
+        return fs.listdir(path) if fs.is_dir(path) else []
+    except ResealError:
+        return []
+
+
+def _file_contains(fs: GuestFS, path: str, wanted: bytes, limit: int) -> bool:
+    try:
+        return fs.is_file(path) and wanted in fs.read_bytes(path, limit=limit).lower()
+    except (ResealError, OSError):
+        return False
 
 
 def _follow(ctx: OperationContext, uuid_map: dict[str, str]) -> None:
@@ -100,8 +206,9 @@ def _follow(ctx: OperationContext, uuid_map: dict[str, str]) -> None:
 
 OPERATION = Operation(
     name="linux-fs-uuids",
-    description="give the Linux file systems new UUIDs and rewrite fstab, crypttab, GRUB, "
-    "LILO and resume references to follow",
+    description="give the Linux file systems new UUIDs (offline, with the host's tune2fs, "
+    "xfs_admin, btrfstune, swaplabel) and rewrite fstab, crypttab, GRUB, LILO and resume "
+    "references to follow",
     os=OSFamily.LINUX,
     default_enabled=False,
     apply=apply,

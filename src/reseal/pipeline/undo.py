@@ -7,9 +7,10 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from reseal.errors import BadInput
-from reseal.image.target import OpenOptions, open_target
-from reseal.journal import Journal, read_entries
+from reseal.errors import BadInput, ResealError
+from reseal.image.fsuuid import UuidChange, set_fs_uuid
+from reseal.image.target import OpenOptions, Target, open_target
+from reseal.journal import Journal, JournalEntry, read_entries
 
 
 @dataclass
@@ -17,6 +18,7 @@ class UndoResult:
     restored: int
     removed: int
     directories_removed: int
+    uuids_restored: int = 0
 
 
 def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
@@ -29,7 +31,10 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
     options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs)
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
+        uuid_entries = [e for e in entries if e.kind == "fs-uuid"]
+        entries = [e for e in entries if e.kind != "fs-uuid"]
         missing = {e.volume for e in entries} - {k for k, v in volumes.items() if v.fs}
+        missing |= {e.volume for e in uuid_entries} - set(volumes)
         if missing:
             raise BadInput(
                 f"{journal_dir}: journal names volumes {sorted(missing)} that are not on "
@@ -56,4 +61,25 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
             else:
                 fs.restore_from_journal(entry.path, None, None, None, None)
                 removed += 1
-    return UndoResult(restored, removed, dirs)
+        uuids = _restore_uuids(target, uuid_entries)
+    return UndoResult(restored, removed, dirs, uuids)
+
+
+def _restore_uuids(target: Target, entries: list[JournalEntry]) -> int:
+    """Set file-system UUIDs back (after the files that name them were restored)."""
+    oldest: dict[str, JournalEntry] = {}
+    for entry in entries:
+        oldest.setdefault(entry.volume, entry)  # the first record holds the original UUID
+    changes = [(target.volume(key), entry) for key, entry in oldest.items()
+               if target.volume(key).uuid.lower() != (entry.old_value or "").lower()]
+    if not changes:
+        return 0
+    with target.offline([volume for volume, _ in changes]):
+        for volume, entry in changes:
+            if volume.fstype != entry.path or not entry.old_value:
+                raise ResealError(f"{volume.key}: the journal recorded a {entry.path} file system, "
+                                  f"the target has {volume.fstype}; its UUID was not restored")
+            set_fs_uuid(UuidChange(volume.device, volume.fstype, entry.old_value,
+                                   f"{target.source} {volume.key}"))
+            volume.uuid = entry.old_value
+    return len(changes)

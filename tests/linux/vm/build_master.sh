@@ -62,6 +62,7 @@ echo "RESEAL-PROBE hostname=$(cat /proc/sys/kernel/hostname)"
 echo "RESEAL-PROBE machine-id=$(cat /etc/machine-id)"
 echo "RESEAL-PROBE dbus-id=$(cat /var/lib/dbus/machine-id 2>/dev/null)"
 echo "RESEAL-PROBE ssh-ed25519=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)"
+echo "RESEAL-PROBE root-uuid=$(findmnt -no UUID /)"
 echo "RESEAL-PROBE done"
 systemctl --no-block poweroff
 PROBE

@@ -28,8 +28,9 @@ def image_layer_opens_raw() -> bool:
     return importlib.util.find_spec("reseal.image.disk") is not None
 
 
-def generalize(image: Path, hostname: str, work: Path) -> RunResult:
-    settings = RunSettings(machine=hostname, request=IdentityRequest(hostname=hostname), only=OPS)
+def generalize(image: Path, hostname: str, work: Path, extra: tuple[str, ...] = ()) -> RunResult:
+    settings = RunSettings(machine=hostname, request=IdentityRequest(hostname=hostname),
+                           only=[*OPS, *extra])
     if image_layer_opens_raw():
         return run_generalize(image, settings, run_dir=work / "run")
     with mounted_root(image, work / "mnt") as root:
@@ -54,7 +55,9 @@ def test_two_clones_boot_with_their_own_identities(master: Path, tmp_path: Path)
         work = tmp_path / name
         work.mkdir()
         images[name] = clone(master, work / "disk.raw")
-        results[name] = generalize(images[name], name, work)
+        # clone-a also gets a new root file-system UUID: it must still boot
+        extra = ("linux-fs-uuids",) if name == "clone-a" else ()
+        results[name] = generalize(images[name], name, work, extra)
         assert results[name].ok, results[name].report.warnings
         assert not [w for w in results[name].report.warnings if "still holds" in w]
 
@@ -78,4 +81,8 @@ def test_two_clones_boot_with_their_own_identities(master: Path, tmp_path: Path)
         assert probe["ssh-ed25519"] != master_print
         seen_ids.add(probe["machine-id"])
     assert len(seen_ids) == 2
+    new_root = results["clone-a"].report.identity["fs-uuid:p1"]
+    assert new_root.new and new_root.new != new_root.old
+    assert booted["clone-a"].probe["root-uuid"] == new_root.new
+    assert booted["clone-b"].probe["root-uuid"] == new_root.old
     assert booted["clone-a"].probe["ssh-ed25519"] != booted["clone-b"].probe["ssh-ed25519"]

@@ -1,0 +1,205 @@
+"""linux-fs-uuids on a real disk image: ext4, xfs, btrfs and swap get new UUIDs offline.
+
+The image: GPT with an ESP (GRUB's grub.cfg stub), an ext4 root, xfs /srv, btrfs /data and a
+swap partition, every one named by UUID in fstab, GRUB and the resume setting. Checked with
+tools that are not reseal: blkid -p for the UUIDs, e2fsck / xfs_repair / btrfs check for the
+file systems, debugfs and mtools for the rewritten files; then undo puts every UUID back.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import os
+import subprocess
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from reseal.operations.base import IdentityRequest
+from reseal.pipeline.runner import RunResult, RunSettings, run_generalize
+from reseal.pipeline.undo import undo_run
+from reseal.samples.builders import PartSpec, _fat_put, _mkfs_ext4, _mkfs_fat, _partition
+
+MIB = 1 << 20
+ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
+LINUX_TYPE = "0fc63daf-8483-4772-8e79-3d69e47de4e4"
+SWAP_TYPE = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
+PARTS = {
+    "esp": PartSpec(1, 33, ESP_TYPE, "EFI system partition"),
+    "root": PartSpec(34, 64, LINUX_TYPE, "root"),
+    "srv": PartSpec(98, 300, LINUX_TYPE, "srv"),
+    "data": PartSpec(398, 128, LINUX_TYPE, "data"),
+    "swap": PartSpec(526, 8, SWAP_TYPE, "swap"),
+}
+KEYS = {"root": "p2", "srv": "p3", "data": "p4", "swap": "p5"}
+TOOLS = ("mkfs.xfs", "mkfs.btrfs", "mkswap", "xfs_admin", "btrfstune", "swaplabel", "tune2fs",
+         "debugfs", "mtype", "xfs_repair", "btrfs")
+
+pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mounts")
+
+
+@dataclass
+class Disk:
+    path: Path
+    uuids: dict[str, str]  # "root", "srv", "data", "swap" -> UUID the builder gave
+
+
+@contextlib.contextmanager
+def loop(image: Path, part: PartSpec, read_only: bool = True) -> Iterator[str]:
+    argv = ["losetup", "--find", "--show", "-o", str(part.start_mib * MIB), "--sizelimit",
+            str(part.size_mib * MIB), str(image)]
+    device = subprocess.run(argv + (["-r"] if read_only else []), capture_output=True,
+                            text=True, check=True).stdout.strip()
+    try:
+        yield device
+    finally:
+        subprocess.run(["losetup", "-d", device], check=True)
+
+
+def blkid_uuid(image: Path, name: str) -> str:
+    done = subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", "-O",
+                           str(PARTS[name].start_mib * MIB), str(image)],
+                          capture_output=True, text=True, check=False)
+    return done.stdout.strip()
+
+
+def root_file(image: Path, path: str) -> str:
+    with loop(image, PARTS["root"]) as device:
+        return subprocess.run(["debugfs", "-R", f"cat {path}", device], capture_output=True,
+                              text=True, check=True).stdout
+
+
+def esp_stub(image: Path) -> str:
+    return subprocess.run(["mtype", "-i", f"{image}@@{PARTS['esp'].start_mib * MIB}",
+                           "::/EFI/debian/grub.cfg"], capture_output=True, text=True,
+                          check=True).stdout
+
+
+def check_file_systems(image: Path) -> None:
+    """Every file system passes its own checker, read-only."""
+    for name, argv in (("root", ["e2fsck", "-f", "-n"]), ("srv", ["xfs_repair", "-n"]),
+                       ("data", ["btrfs", "check", "--readonly"])):
+        with loop(image, PARTS[name]) as device:
+            done = subprocess.run([*argv, device], capture_output=True, text=True, check=False)
+            assert done.returncode == 0, f"{name}: {done.stdout[-800:]}{done.stderr[-800:]}"
+
+
+def build_disk(path: Path, work: Path, extra_root_files: dict[str, str] | None = None) -> Disk:
+    uuids = {name: str(uuid.uuid4()) for name in ("root", "srv", "data", "swap")}
+    _partition(path, 536, "gpt", list(PARTS.values()))
+    _mkfs_fat(path, PARTS["esp"], "5A1E0E50", "ESP")
+    _fat_put(path, PARTS["esp"], {"/EFI/debian/grub.cfg": (
+        f"search.fs_uuid {uuids['root']} root hd0,gpt2\nset prefix=($root)'/boot/grub'\n"
+        "configfile $prefix/grub.cfg\n").encode()}, work)
+    root = work / "root"
+    files = {
+        "etc/os-release": 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n'
+                          'VERSION_ID="12"\n',
+        "etc/hostname": "uuid-master\n",
+        "etc/fstab": (f"UUID={uuids['root']} / ext4 errors=remount-ro 0 1\n"
+                      "UUID=5A1E-0E50 /boot/efi vfat umask=0077 0 1\n"
+                      f"UUID={uuids['srv']} /srv xfs defaults 0 2\n"
+                      f"UUID={uuids['data']} /data btrfs defaults 0 0\n"
+                      f"UUID={uuids['swap']} none swap sw 0 0\n"),
+        "etc/default/grub": (f'GRUB_CMDLINE_LINUX_DEFAULT="quiet resume=UUID={uuids["swap"]}"\n'),
+        "boot/grub/grub.cfg": (
+            f"search --no-floppy --fs-uuid --set=root {uuids['root']}\n"
+            "menuentry 'Debian' {\n"
+            f"    linux /boot/vmlinuz root=UUID={uuids['root']} ro resume=UUID={uuids['swap']}\n"
+            "}\n"),
+        **(extra_root_files or {}),
+    }
+    for name, text in files.items():
+        (root / name).parent.mkdir(parents=True, exist_ok=True)
+        (root / name).write_text(text)
+    for directory in ("boot/efi", "srv", "data"):
+        (root / directory).mkdir(parents=True, exist_ok=True)
+    _mkfs_ext4(path, PARTS["root"], root, "root", uuids["root"])
+    for name, argv in (("srv", ["mkfs.xfs", "-q", "-f", "-m", f"uuid={uuids['srv']}"]),
+                       ("data", ["mkfs.btrfs", "-q", "-f", "-U", uuids["data"]]),
+                       ("swap", ["mkswap", "-U", uuids["swap"]])):
+        with loop(path, PARTS[name], read_only=False) as device:
+            subprocess.run([*argv, device], capture_output=True, check=True)
+    return Disk(path, uuids)
+
+
+@pytest.fixture
+def disk(tmp_path: Path) -> Disk:
+    missing = [tool for tool in TOOLS if subprocess.run(["which", tool], capture_output=True
+                                                        ).returncode != 0]
+    if missing:
+        pytest.skip(f"missing tools: {', '.join(missing)} (scripts/apt-packages.txt)")
+    (tmp_path / "build").mkdir()
+    return build_disk(tmp_path / "disk.img", tmp_path / "build")
+
+
+def generalize(disk: Disk, run_dir: Path, *, dry_run: bool = False) -> RunResult:
+    settings = RunSettings(request=IdentityRequest(hostname="uuid-clone"),
+                           only=["linux-fs-uuids"])
+    return run_generalize(disk.path, settings, dry_run=dry_run, run_dir=run_dir)
+
+
+def test_every_file_system_gets_a_new_uuid_and_references_follow(disk: Disk,
+                                                                  tmp_path: Path) -> None:
+    fstab_before = root_file(disk.path, "/etc/fstab")
+    result = generalize(disk, tmp_path / "run")
+    assert result.ok, result.report.warnings
+    new = {name: blkid_uuid(disk.path, name) for name in disk.uuids}
+    for name, old in disk.uuids.items():
+        assert new[name] and new[name] != old, name
+        assert result.report.identity[f"fs-uuid:{KEYS[name]}"].new == new[name]
+    check_file_systems(disk.path)
+
+    fstab = root_file(disk.path, "/etc/fstab")
+    for name in disk.uuids:
+        assert f"UUID={new[name]} " in fstab
+        assert disk.uuids[name] not in fstab
+    assert "UUID=5A1E-0E50 /boot/efi" in fstab  # FAT keeps its volume id
+    grub = root_file(disk.path, "/boot/grub/grub.cfg")
+    assert f"--set=root {new['root']}" in grub and f"root=UUID={new['root']}" in grub
+    assert f"resume=UUID={new['swap']}" in grub
+    assert f"resume=UUID={new['swap']}" in root_file(disk.path, "/etc/default/grub")
+    assert f"search.fs_uuid {new['root']} root" in esp_stub(disk.path)
+
+    undone = undo_run(disk.path, tmp_path / "run" / "journal")
+    assert undone.uuids_restored == 4
+    assert {name: blkid_uuid(disk.path, name) for name in disk.uuids} == disk.uuids
+    assert root_file(disk.path, "/etc/fstab") == fstab_before
+    assert f"search.fs_uuid {disk.uuids['root']} root" in esp_stub(disk.path)
+    check_file_systems(disk.path)
+
+
+def test_dry_run_plans_but_leaves_the_image_alone(disk: Disk, tmp_path: Path) -> None:
+    digest = hashlib.sha256(disk.path.read_bytes()).hexdigest()
+    result = generalize(disk, tmp_path / "run", dry_run=True)
+    assert result.ok
+    planned = {c.old for c in result.report.changes if c.operation == "linux-fs-uuids"}
+    assert set(disk.uuids.values()) <= planned
+    assert hashlib.sha256(disk.path.read_bytes()).hexdigest() == digest
+
+
+def test_root_found_by_grub_boot_code_keeps_its_uuid(tmp_path: Path, disk: Disk) -> None:
+    (tmp_path / "build2").mkdir()
+    pinned = build_disk(tmp_path / "pinned.img", tmp_path / "build2")
+    # grub-install keeps the config it embeds in core.img beside it as load.cfg
+    with contextlib.ExitStack():
+        load_cfg = f"search.fs_uuid {pinned.uuids['root']} root hd0,gpt2\n"
+        with loop(pinned.path, PARTS["root"], read_only=False) as device:
+            source = tmp_path / "load.cfg"
+            source.write_text(load_cfg)
+            for command in ("mkdir /boot/grub/i386-pc",
+                            f"write {source} /boot/grub/i386-pc/load.cfg"):
+                subprocess.run(["debugfs", "-w", "-R", command, device], capture_output=True,
+                               check=True)
+    result = generalize(pinned, tmp_path / "run")
+    assert result.ok
+    assert blkid_uuid(pinned.path, "root") == pinned.uuids["root"]
+    assert any("load.cfg" in w and pinned.uuids["root"] in w for w in result.report.warnings)
+    assert blkid_uuid(pinned.path, "srv") != pinned.uuids["srv"]
+    fstab = root_file(pinned.path, "/etc/fstab")
+    assert f"UUID={pinned.uuids['root']} / ext4" in fstab
+    assert pinned.uuids["srv"] not in fstab
