@@ -50,7 +50,7 @@ operations:
 
 def state_of(image: Path, work: Path) -> str:
     """machine-id / D-Bus id / host keys as left in the image."""
-    with mounted_root(image, work) as root:
+    with mounted_root(image, work, read_only=True) as root:
         fs = GuestFS(root, read_only=True)
         machine = fs.read_text("/etc/machine-id").strip() if fs.exists("/etc/machine-id") else "-"
         dbus_path = "/var/lib/dbus/machine-id"

@@ -34,6 +34,8 @@ def master_image() -> Path:
     with open(CACHE_DIR / ".build.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if not image.exists():
+            for stale in CACHE_DIR.glob("debian12-master-*.raw"):
+                stale.unlink()  # built by an older build script: 2 GiB nobody reads again
             subprocess.run(["bash", str(BUILD_SCRIPT), str(image)], check=True, timeout=900)
     return image
 
@@ -45,15 +47,16 @@ def clone(master: Path, destination: Path) -> Path:
 
 
 @contextlib.contextmanager
-def mounted_root(image: Path, mountpoint: Path) -> Iterator[Path]:
+def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iterator[Path]:
     """Attach partition 1 of `image` and mount it; everything released on exit."""
-    loop = subprocess.run(["losetup", "--show", "-f", str(image)], capture_output=True,
-                          text=True, check=True).stdout.strip()
+    loop = subprocess.run(["losetup", "--show", "-f", *(["-r"] if read_only else []), str(image)],
+                          capture_output=True, text=True, check=True).stdout.strip()
     mounted = False
     try:
         subprocess.run(["partx", "-a", loop], check=True)
         mountpoint.mkdir(parents=True, exist_ok=True)
-        subprocess.run(["mount", f"{loop}p1", str(mountpoint)], check=True)
+        options = ["-o", "ro,noload"] if read_only else []
+        subprocess.run(["mount", *options, f"{loop}p1", str(mountpoint)], check=True)
         mounted = True
         yield mountpoint
     finally:
