@@ -153,6 +153,8 @@ def test_every_file_system_gets_a_new_uuid_and_references_follow(disk: Disk,
         assert new[name] and new[name] != old, name
         assert result.report.identity[f"fs-uuid:{KEYS[name]}"].new == new[name]
     check_file_systems(disk.path)
+    saved = tmp_path / "run" / "journal" / "p2-tune2fs.e2undo"
+    assert saved.read_bytes()[:8] == b"E2UNDO02"  # tune2fs' own record of the blocks it rewrote
 
     fstab = root_file(disk.path, "/etc/fstab")
     for name in disk.uuids:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from dataclasses import dataclass
+from pathlib import Path
 
 from reseal.errors import ResealError
 
@@ -29,6 +30,9 @@ class UuidChange:
     uuid: str
     where: str  # for messages: "disk.img partition 2"
     csum_seed: bool = False  # ext4: add metadata_csum_seed instead of rewriting checksums
+    # ext: tune2fs saves every block it overwrites here first (e2undo reverses an interrupted
+    # checksum rewrite, which tune2fs itself cannot resume)
+    undo_file: Path | None = None
 
 
 def tools_for(fstype: str) -> tuple[str, ...]:
@@ -54,6 +58,9 @@ def set_fs_uuid(change: UuidChange) -> None:
              "not fix unattended; check the file system (e2fsck -f) and run again",
              ok_codes=(0, 1))
         extra = ["-O", "metadata_csum_seed"] if change.csum_seed else []
+        if change.undo_file is not None:
+            change.undo_file.unlink(missing_ok=True)
+            extra += ["-z", str(change.undo_file)]
         _run(["tune2fs", *extra, "-U", change.uuid, change.device], change, "tune2fs refused")
     elif change.fstype == "xfs":
         _run(["xfs_admin", "-U", change.uuid, change.device], change, "xfs_admin refused "

@@ -7,6 +7,7 @@ from reseal.image.target import Target
 from reseal.inspection.linux import inspect_linux
 from reseal.inspection.model import InspectReport, PartitionRow
 from reseal.inspection.windows import inspect_windows
+from reseal.linux.lilocheck import RawDisk
 
 TYPE_NAMES = {
     "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
@@ -54,6 +55,7 @@ def _row(volume: Volume) -> PartitionRow:
 
 def inspect_target(target: Target) -> InspectReport:
     layout = target.layout
+    disk = RawDisk(target.raw_path, layout.size, layout) if target.raw_path and layout else None
     return InspectReport(
         source=str(target.source),
         kind=target.kind,
@@ -62,6 +64,6 @@ def inspect_target(target: Target) -> InspectReport:
         disk_guid=layout.disk_guid if layout else "",
         partitions=[_row(v) for v in target.volumes],
         windows=[inspect_windows(s) for s in target.windows],
-        linux=[inspect_linux(s) for s in target.linux],
+        linux=[inspect_linux(s, disk) for s in target.linux],
         warnings=list(target.warnings),
     )

@@ -10,7 +10,9 @@ from reseal.errors import ResealError
 from reseal.image.fstab import parse_fstab
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem
-from reseal.inspection.model import BootLoader, LinuxReport, SshHostKey
+from reseal.inspection.model import BootLoader, LiloState, LinuxReport, SshHostKey
+from reseal.linux.lilocheck import RawDisk, check_lilo
+from reseal.linux.lilomap import LiloFormatError
 from reseal.linux.ssh import ssh_fingerprint
 
 CONFIG_READ_LIMIT = 4 << 20
@@ -33,7 +35,7 @@ def _read(fs: GuestFS, path: str, report: LinuxReport) -> str | None:
     return None
 
 
-def inspect_linux(system: LinuxSystem) -> LinuxReport:
+def inspect_linux(system: LinuxSystem, disk: RawDisk | None = None) -> LinuxReport:
     fs = system.fs
     report = LinuxReport(volume=system.volume.key)
     report.mounted_below_root = {mp: v.key for mp, v in system.extra_volumes.items()}
@@ -45,7 +47,7 @@ def inspect_linux(system: LinuxSystem) -> LinuxReport:
     if machine_id is not None:
         report.machine_id = machine_id.strip() or None
     report.ssh_host_keys = _ssh_host_keys(fs, report)
-    report.boot_loaders = _boot_loaders(fs, report)
+    report.boot_loaders = _boot_loaders(system, report, disk)
     fstab = _read(fs, "/etc/fstab", report)
     if fstab is not None:
         report.fstab = parse_fstab(fstab)
@@ -103,7 +105,9 @@ def _first_root(text: str, line_prefixes: tuple[str, ...]) -> str | None:
     return None
 
 
-def _boot_loaders(fs: GuestFS, report: LinuxReport) -> list[BootLoader]:
+def _boot_loaders(system: LinuxSystem, report: LinuxReport,
+                  disk: RawDisk | None) -> list[BootLoader]:
+    fs = system.fs
     found = []
     for path in GRUB2_CONFIGS:
         text = _read(fs, path, report)
@@ -117,12 +121,20 @@ def _boot_loaders(fs: GuestFS, report: LinuxReport) -> list[BootLoader]:
             break
     lilo = _read(fs, "/etc/lilo.conf", report)
     if lilo is not None:
-        found.append(BootLoader("LILO", "/etc/lilo.conf", _lilo_root(lilo)))
+        found.append(BootLoader("LILO", "/etc/lilo.conf", _lilo_root(lilo),
+                                _lilo_state(system, lilo, disk)))
     for directory in SYSTEMD_BOOT_DIRS:
         if _safe_is_file(fs, f"{directory}/loader.conf") or _safe_is_dir(fs, f"{directory}/entries"):
             found.append(_systemd_boot(fs, directory, report))
             break
     return found
+
+
+def _lilo_state(system: LinuxSystem, config: str, disk: RawDisk | None) -> LiloState:
+    try:
+        return check_lilo(system, config, disk)
+    except (LiloFormatError, ResealError, OSError, ValueError) as exc:
+        return LiloState(boot="?", boot_status=f"cannot verify: {exc}")
 
 
 def _lilo_root(text: str) -> str | None:

@@ -6,6 +6,10 @@ from dataclasses import dataclass, field
 
 from reseal.image.fstab import FstabEntry
 
+# part of the report, defined beside the check that fills them in
+from reseal.linux.lilocheck import LiloImageState as LiloImageState
+from reseal.linux.lilocheck import LiloState as LiloState
+
 
 @dataclass
 class PartitionRow:
@@ -56,6 +60,7 @@ class BootLoader:
     name: str  # "GRUB 2", "GRUB legacy", "LILO", "systemd-boot"
     config: str  # guest path of the file it was found by
     root: str | None  # the root file system it boots ("UUID=...", "/dev/sda1")
+    lilo: LiloState | None = None  # LILO only: is the installed map current
 
 
 @dataclass

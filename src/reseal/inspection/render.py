@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from reseal.cli.output import format_table
-from reseal.inspection.model import InspectReport, LinuxReport, WindowsReport
+from reseal.inspection.model import InspectReport, LiloState, LinuxReport, WindowsReport
 
 
 def _size(n: int) -> str:
@@ -60,6 +60,22 @@ def _windows(win: WindowsReport) -> list[str]:
     return lines
 
 
+def _lilo(state: LiloState) -> list[tuple[str, object]]:
+    """One line for the boot sector, one per image: is the installed map current."""
+    version = f"LILO {state.version} " if state.version else ""
+    pairs: list[tuple[str, object]] = [
+        ("LILO boot sector", f"{version}in {state.boot}: {state.boot_status}")]
+    for image in state.images:
+        line = f"{image.label}: {image.status}"
+        if image.kernel:
+            line += f" ({image.kernel}, {image.sectors} sectors)" if image.sectors else \
+                f" ({image.kernel})"
+        if image.initrd:
+            line += f"; initrd {image.initrd}"
+        pairs.append(("LILO image", line))
+    return pairs
+
+
 def _linux(lin: LinuxReport) -> list[str]:
     pairs: list[tuple[str, object]] = [
         ("distribution", lin.os_name), ("version", lin.os_version), ("hostname", lin.hostname),
@@ -69,6 +85,8 @@ def _linux(lin: LinuxReport) -> list[str]:
         pairs.append((f"ssh {key.key_type}", key.fingerprint))
     for loader in lin.boot_loaders:
         pairs.append(("boot loader", f"{loader.name} ({loader.config}), root={loader.root or '?'}"))
+        if loader.lilo is not None:
+            pairs += _lilo(loader.lilo)
     if not lin.boot_loaders:
         pairs.append(("boot loader", None))
     for mountpoint, volume in lin.mounted_below_root.items():

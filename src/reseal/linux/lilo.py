@@ -66,3 +66,49 @@ def rewrite_lilo_roots(
 
 def is_partition_device(value: str) -> bool:
     return PARTITION_DEVICE.fullmatch(value) is not None
+
+
+@dataclass(frozen=True)
+class LiloImage:
+    """One `image=` section: the kernel path, the names LILO's menu knows it by, its initrd."""
+
+    path: str
+    label: str  # label= or the path's base name, as LILO names it
+    alias: str | None
+    initrd: str | None  # the section's initrd=, else the global one
+
+
+@dataclass(frozen=True)
+class LiloSections:
+    boot: str | None
+    map: str  # map=, default /boot/map
+    images: tuple[LiloImage, ...]
+
+
+def parse_lilo_sections(text: str) -> LiloSections:
+    """Global options and `image=` sections (`other=` sections end an image section)."""
+    glob: dict[str, str] = {}
+    sections: list[tuple[str, dict[str, str]]] = []
+    current: dict[str, str] | None = None
+    for line in text.splitlines():
+        match = _SETTING.match(line.split("#", 1)[0])
+        if not match:
+            continue
+        key, value = match.group(1).lower(), match.group(2)
+        if key in ("image", "other"):
+            current = {}
+            sections.append((key, current))
+            current[key] = value
+        elif current is not None:
+            current.setdefault(key, value)
+        else:
+            glob.setdefault(key, value)
+    images = []
+    for kind, settings in sections:
+        if kind != "image":
+            continue
+        path = settings["image"]
+        images.append(LiloImage(path, settings.get("label") or path.rsplit("/", 1)[-1],
+                                settings.get("alias"),
+                                settings.get("initrd") or glob.get("initrd")))
+    return LiloSections(glob.get("boot"), glob.get("map") or "/boot/map", tuple(images))

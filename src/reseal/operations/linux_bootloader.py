@@ -16,6 +16,7 @@ from reseal.image.model import LinuxSystem, OSFamily
 from reseal.linux import devrefs, fstab, lilo
 from reseal.linux.bootrefs import boot_files, disk_device_map, rewrite_text
 from reseal.linux.guest import preflight
+from reseal.linux.lilocheck import RawDisk, check_lilo
 from reseal.operations.base import Operation, OperationContext
 
 ORDER = 25
@@ -50,15 +51,33 @@ def apply(ctx: OperationContext) -> None:
         _report_lilo(ctx, "/etc/lilo.conf" in changed_files)
 
 
+def _installed_map_problems(ctx: OperationContext, config_text: str) -> list[str]:
+    """What no longer matches between LILO's installed boot sector/map and this disk."""
+    target, system = ctx.target, ctx.system
+    assert isinstance(system, LinuxSystem)
+    if target.raw_path is None or target.layout is None:
+        return []
+    state = check_lilo(system, config_text,
+                       RawDisk(target.raw_path, target.layout.size, target.layout))
+    problems = [f"boot sector ({state.boot}): {state.boot_status}"]
+    problems += [f"image {image.label}: {image.status}" for image in state.images]
+    return [p for p in problems if ": stale: " in p]
+
+
 def _report_lilo(ctx: OperationContext, config_changed: bool) -> None:
     fs = ctx.system.fs
-    config = lilo.parse_lilo(fs.read_text("/etc/lilo.conf"))
+    text = fs.read_text("/etc/lilo.conf")
+    config = lilo.parse_lilo(text)
     uuids_changed = bool(ctx.shared.get("linux:uuid-map"))
-    if not (config_changed or uuids_changed):
+    stale = _installed_map_problems(ctx, text)
+    if not (config_changed or uuids_changed or stale):
         ctx.note("LILO: configuration unchanged; its map still describes this disk as cloned")
         return
     ctx.shared[LILO_SHARED_KEY] = True
-    why = "lilo.conf changed" if config_changed else "file-system UUIDs changed"
+    reasons = (["lilo.conf changed"] if config_changed else []) + (
+        ["file-system UUIDs changed"] if uuids_changed else []) + (
+        [f"the installed map no longer matches this disk ({'; '.join(stale)})"] if stale else [])
+    why = ", ".join(reasons)
     boot = config.boot or "(no boot= line)"
     if shutil.which("lilo") is None:
         ctx.warn(f"LILO must be re-installed before this clone boots with the new settings "

@@ -20,7 +20,7 @@ from typing import Any
 
 from reseal.errors import ResealError
 from reseal.image.fsprobe import probe
-from reseal.image.fsuuid import UUID_CAPABLE, UuidChange, missing_tools, set_fs_uuid
+from reseal.image.fsuuid import EXT, UUID_CAPABLE, UuidChange, missing_tools, set_fs_uuid
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem, OSFamily, Volume
 from reseal.image.target import Target
@@ -106,9 +106,12 @@ def _change(ctx: OperationContext, plan: list[PlannedChange], options: FsUuidOpt
         for item in plan:
             volume = item.volume
             where = f"{ctx.target.source} {volume.key}"
+            undo_file = None
+            if journal is not None and volume.fstype in EXT:
+                undo_file = journal.directory / f"{volume.key}-tune2fs.e2undo"
             try:
                 set_fs_uuid(UuidChange(volume.device, volume.fstype, item.new, where,
-                                       csum_seed=options.allow_csum_seed))
+                                       csum_seed=options.allow_csum_seed, undo_file=undo_file))
             except ResealError as exc:
                 ctx.warn(f"{exc}; {volume.key} keeps UUID {item.old} and its references stay")
                 continue
@@ -119,6 +122,10 @@ def _change(ctx: OperationContext, plan: list[PlannedChange], options: FsUuidOpt
                 continue
             volume.uuid = item.new
             done.append(item)
+            if undo_file is not None:
+                ctx.note(f"{volume.key}: the blocks tune2fs rewrote are saved in {undo_file} "
+                         "(`e2undo` reverses an interrupted change; `reseal undo` needs only "
+                         "the journal)")
     return done
 
 
