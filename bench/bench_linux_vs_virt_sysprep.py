@@ -13,6 +13,8 @@ reseal runs twice per round:
   in the report; RSA-3072 prime search alone takes 0.5-1.5 s here.
 
 Afterwards each image is read back: machine-id, D-Bus id, and whether host keys are present.
+One more virt-sysprep run with its default operations shows what its own defaults leave (its
+"customize" step writes a fixed machine-id, which every copy of the prepared image shares).
 Needs root, the cached master image of tests/linux/vm (built on first use) and, for the
 virt-sysprep side, Debian's libguestfs-tools with a kernel in /boot (linux-image-amd64).
 Usage: .venv/bin/python bench/bench_linux_vs_virt_sysprep.py [ROUNDS]
@@ -85,12 +87,14 @@ def run_reseal(image: Path, work: Path, mode: str) -> float:
     return elapsed
 
 
-def run_virt_sysprep(image: Path) -> tuple[float | None, str]:
+def run_virt_sysprep(image: Path, operations: str | None = SYSPREP_OPS) -> tuple[float | None, str]:
+    """operations=None: virt-sysprep's default run (all its default operations)."""
     if shutil.which("virt-sysprep") is None:
         return None, "virt-sysprep is not installed (apt-get install libguestfs-tools)"
     env = dict(os.environ, LIBGUESTFS_BACKEND="direct", LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
-    argv = ["virt-sysprep", "--format", "raw", "-a", str(image), "--operations", SYSPREP_OPS,
-            "--hostname", "bench-v"]
+    argv = ["virt-sysprep", "--format", "raw", "-a", str(image), "--hostname", "bench-v"]
+    if operations:
+        argv += ["--operations", operations]
     started = time.monotonic()
     done = subprocess.run(argv, capture_output=True, text=True, env=env, check=False)
     elapsed = time.monotonic() - started
@@ -122,6 +126,11 @@ def main() -> int:
             label = name if name == "virt-sysprep" else f"reseal ({name} keys)"
             print(f"{label:<23} median {medians[name]:6.2f} s  [{runs}]  after: "
                   f"{state_of(images[name], work / ('s-' + name))}")
+        default_image = fresh_copy(master, work / "sysprep-default.raw")
+        seconds, why = run_virt_sysprep(default_image, None)
+        if seconds is not None:
+            print(f"virt-sysprep, default operations: {seconds:.2f} s  after: "
+                  f"{state_of(default_image, work / 's-default')}")
         sysprep = medians["virt-sysprep"]
         print(f"ratio, same work (keys removed):      {sysprep / medians['remove']:.1f}x")
         print(f"ratio, reseal also makes new keys:    {sysprep / medians['generate']:.1f}x")
