@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import stat
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -30,8 +30,9 @@ class JournalEntry:
     uid: int | None
     gid: int | None
     kind: str = "file"  # "file", "dir" (created by the run), "rmdir" (removed by the run)
+    # "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its old value)
     # or "fs-uuid" (the volume's file-system UUID was changed; path holds the file system type)
-    old_value: str | None = None  # fs-uuid: the UUID before the run
+    old_value: str | None = None  # fs-uuid: the UUID before the run; xattr: the attribute name
 
 
 class Journal:
@@ -70,21 +71,36 @@ class Journal:
         else:
             if stat.S_ISDIR(st.st_mode):
                 return  # directories themselves are never replaced, only their files
-            blob = f"{self._count:06d}"
-            self._count += 1
-            blob_path = self.directory / "blobs" / blob
-            fd = os.open(blob_path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-            try:
-                with open(host_path, "rb") as src:
-                    while chunk := src.read(1 << 20):
-                        os.write(fd, chunk)
-                os.fsync(fd)
-            finally:
-                os.close(fd)
+            with open(host_path, "rb") as src:
+                blob = self._save_blob(iter(lambda: src.read(1 << 20), b""))
             entry = JournalEntry(
                 volume, guest_path, True, blob, stat.S_IMODE(st.st_mode), st.st_uid, st.st_gid
             )
         self._append(entry)
+        self._recorded.add(key)
+
+    def _save_blob(self, chunks: Iterable[bytes]) -> str:
+        """Write old bytes to a new blob (fsynced before the entry naming it is appended)."""
+        blob = f"{self._count:06d}"
+        self._count += 1
+        fd = os.open(self.directory / "blobs" / blob, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        try:
+            for chunk in chunks:
+                os.write(fd, chunk)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        return blob
+
+    def record_xattr(self, volume: str, guest_path: str, name: str, old: bytes) -> None:
+        """Save an extended attribute's value (an NTFS ACL) before it is first changed."""
+        key = (volume, f"{guest_path}\0xattr:{name}")
+        if key in self._recorded:
+            return
+        self._ensure()
+        blob = self._save_blob([old])
+        self._append(JournalEntry(volume, guest_path, True, blob, None, None, None, kind="xattr",
+                                  old_value=name))
         self._recorded.add(key)
 
     def record_created_dir(self, volume: str, guest_path: str) -> None:

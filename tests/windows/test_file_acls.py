@@ -13,6 +13,7 @@ import pytest
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import Volume, WindowsSystem
 from reseal.image.target import OpenOptions, Target
+from reseal.journal import Journal
 from reseal.operations import windows_file_acls, windows_machine_sid
 from reseal.operations.base import IdentityRequest, OperationContext, RunLog
 from reseal.operations.windows_file_acls import read_ntfs_acl
@@ -50,9 +51,10 @@ def ntfs_mount(tmp_path: Path) -> Iterator[Path]:
         subprocess.run(["umount", str(mount)], check=False, capture_output=True, timeout=60)
 
 
-def _context(mount: Path, shared: dict[str, object], name: str, dry_run: bool) -> OperationContext:
-    fs = GuestFS(mount, key="p3", dry_run=dry_run)
-    volume = Volume(key="p3", fstype="ntfs", fs=fs, read_only=False)
+def _context(mount: Path, shared: dict[str, object], name: str, dry_run: bool,
+             journal: Journal | None = None, key: str = "p3") -> OperationContext:
+    fs = GuestFS(mount, key=key, dry_run=dry_run, journal=journal)
+    volume = Volume(key=key, fstype="ntfs", fs=fs, read_only=False)
     system = WindowsSystem(volume=volume, system_root="/Windows")
     target = Target(source=mount, kind="raw", options=OpenOptions(writable=True, dry_run=dry_run),
                     volumes=[volume], systems=[system])
@@ -60,17 +62,17 @@ def _context(mount: Path, shared: dict[str, object], name: str, dry_run: bool) -
                             options=None, log=RunLog(), operation=name, shared=shared)  # type: ignore[arg-type]
 
 
-@pytest.mark.parametrize("dry_run", [False, True])
-def test_file_acls_follow_sid(ntfs_mount: Path, dry_run: bool) -> None:
+def _windows_with_alice(mount: Path) -> tuple[list[Path], Sid, Sid, Sid]:
+    """Hives of the fixture machine plus a profile whose ACLs name local accounts."""
     builder = load_builder()
     machine = builder.Machine()
-    config = ntfs_mount / CONFIG
+    config = mount / CONFIG
     config.mkdir(parents=True)
     for name, data in builder.build_all(machine).items():
         (config / name).write_bytes(data)
     alice = machine.user_sid(1001)
     admins = Sid.parse("S-1-5-32-544")
-    profile = ntfs_mount / "Users" / "alice"
+    profile = mount / "Users" / "alice"
     profile.mkdir(parents=True)
     private = profile / "notes.txt"
     private.write_bytes(b"hello")
@@ -79,6 +81,13 @@ def test_file_acls_follow_sid(ntfs_mount: Path, dry_run: bool) -> None:
                                                       (0, 0, 0x1F01FF, admins)])
     os.setxattr(profile, ACL, descriptor)
     os.setxattr(private, ACL, descriptor)
+    return [profile, private], alice, none_group, admins
+
+
+@pytest.mark.parametrize("dry_run", [False, True])
+def test_file_acls_follow_sid(ntfs_mount: Path, dry_run: bool) -> None:
+    (profile, private), alice, none_group, admins = _windows_with_alice(ntfs_mount)
+    config = ntfs_mount / CONFIG
     untouched = read_ntfs_acl(config / "SAM")
 
     shared: dict[str, object] = {}
@@ -112,3 +121,28 @@ def test_directory_target_is_skipped_with_a_warning(tmp_path: Path) -> None:
     windows_file_acls.apply(ctx)
     assert any("not an ntfs-3g mount" in w for w in ctx.log.warnings)
     assert not ctx.log.changes
+
+
+def test_acl_changes_are_journaled_and_undone(ntfs_mount: Path, tmp_path: Path) -> None:
+    """Each old descriptor is in the journal; `reseal undo` on the mounted root puts back the
+    exact bytes ntfs-3g reports, and the hives byte for byte."""
+    from reseal.pipeline.undo import undo_run
+
+    paths, alice, _group, _admins = _windows_with_alice(ntfs_mount)
+    config = ntfs_mount / CONFIG
+    acls_before = {p: read_ntfs_acl(p) for p in paths}
+    hives_before = {p.name: p.read_bytes() for p in config.iterdir() if p.is_file()}
+    journal = Journal(tmp_path / "journal")
+    shared: dict[str, object] = {}
+    sid_ctx = _context(ntfs_mount, shared, "windows-machine-sid", False, journal, key="root")
+    windows_machine_sid.apply(sid_ctx)
+    windows_file_acls.apply(_context(ntfs_mount, shared, "windows-file-acls", False, journal,
+                                     key="root"))
+    commit_hives(shared)
+    for path in paths:
+        assert alice not in descriptor_sids(read_ntfs_acl(path))
+
+    result = undo_run(ntfs_mount, tmp_path / "journal")
+    assert result.attributes_restored == 2
+    assert {p: read_ntfs_acl(p) for p in paths} == acls_before
+    assert {p.name: p.read_bytes() for p in config.iterdir() if p.is_file()} == hives_before

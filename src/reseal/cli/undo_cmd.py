@@ -27,5 +27,7 @@ def run(args: argparse.Namespace) -> int:
         print(f"restored {result.restored} files, removed {result.removed} files the run "
               f"created, removed {result.directories_removed} directories"
               + (f", set {result.uuids_restored} file-system UUIDs back"
-                 if result.uuids_restored else ""))
+                 if result.uuids_restored else "")
+              + (f", restored {result.attributes_restored} file ACLs"
+                 if result.attributes_restored else ""))
     return 0

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from reseal.errors import ResealError, UnsafePath
-from reseal.fileio import atomic_write, fsync_directory
+from reseal.fileio import atomic_write, fsync_directory, path_xattr
 from reseal.journal import Journal
 
 MAX_SYMLINK_HOPS = 40
@@ -30,7 +30,7 @@ class FileChange:
 
     volume: str
     path: str
-    action: str  # "write", "create", "remove", "mkdir"
+    action: str  # "write", "create", "remove", "mkdir", "rmdir", "xattr"
     old_size: int | None
     new_size: int | None
 
@@ -300,6 +300,25 @@ class GuestFS:
             os.unlink(tmp)
         os.symlink(target, tmp)
         os.replace(tmp, host)
+
+    def set_xattr(self, path: str, name: str, value: bytes) -> None:
+        """Set an extended attribute of `path` itself (never through a link), recording its
+        old value for undo. ntfs-3g exposes NTFS security descriptors as system.ntfs_acl."""
+        self._check_writable(path)
+        host = self.resolve(path, follow_last=False)
+        guest = self.guest_path_of(host)
+        old = path_xattr(host, name)
+        self._notify(FileChange(self.key, guest, "xattr", len(old), len(value)))
+        if self.dry_run:
+            return
+        if self.journal is not None:
+            self.journal.record_xattr(self.key, guest, name, old)
+        os.setxattr(host, name, value, follow_symlinks=False)
+
+    def restore_xattr(self, guest_path: str, name: str, value: bytes) -> None:
+        """Undo helper: put an extended attribute's old value back."""
+        host = self.resolve(guest_path, follow_last=False)
+        os.setxattr(host, name, value, follow_symlinks=False)
 
     def copy_in(self, host_source: Path, path: str, *, mode: int | None = None) -> None:
         """Copy a host file into the image (through the same atomic, journaled write)."""

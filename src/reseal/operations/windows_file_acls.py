@@ -4,8 +4,8 @@ ntfs-3g exposes each file's security descriptor as the `system.ntfs_acl` extende
 keeps `$Secure` consistent when it is set, so each descriptor naming a local account of the old
 machine SID is rewritten through it. Only meaningful on an NTFS volume mounted by ntfs-3g; on a
 directory target the operation says so and does nothing. Runs after windows-machine-sid, from
-which it takes the old and new SID. ACL changes are not in the file journal: undo them by running
-again with `--machine-sid` set to the old SID.
+which it takes the old and new SID. Each old descriptor goes into the undo journal first, so
+`reseal undo` puts it back.
 """
 
 from __future__ import annotations
@@ -60,8 +60,7 @@ def apply(ctx: OperationContext) -> None:
                 continue
             rewritten += 1
             ctx.change(guest, "set", f"ACL with {change.old}", change.new)
-            if not ctx.dry_run:
-                os.setxattr(host, ACL_XATTR, new, follow_symlinks=False)
+            fs.set_xattr(guest, ACL_XATTR, new)  # journaled; a dry run only reports it
     for message in errors[:20]:
         ctx.warn(message)
     ctx.note(f"{rewritten} of {files} file ACLs named the old machine SID and were rewritten")

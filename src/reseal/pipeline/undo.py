@@ -19,6 +19,7 @@ class UndoResult:
     removed: int
     directories_removed: int
     uuids_restored: int = 0
+    attributes_restored: int = 0  # e.g. NTFS ACLs
 
 
 def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
@@ -27,7 +28,7 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
         raise BadInput(f"{journal_dir}: not a reseal undo journal (no entries.jsonl)")
     entries = list(read_entries(journal_dir))
     journal = Journal(journal_dir)
-    restored = removed = dirs = 0
+    restored = removed = dirs = attributes = 0
     options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs)
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
@@ -47,6 +48,11 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 host = fs.resolve(entry.path, follow_last=False)
                 os.makedirs(host, mode=entry.mode or 0o755, exist_ok=True)
                 continue
+            if entry.kind == "xattr":
+                assert entry.old_value is not None
+                fs.restore_xattr(entry.path, entry.old_value, journal.blob_bytes(entry))
+                attributes += 1
+                continue
             if entry.kind == "dir":
                 host = fs.resolve(entry.path, follow_last=False)
                 with contextlib.suppress(OSError):
@@ -62,7 +68,7 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 fs.restore_from_journal(entry.path, None, None, None, None)
                 removed += 1
         uuids = _restore_uuids(target, uuid_entries)
-    return UndoResult(restored, removed, dirs, uuids)
+    return UndoResult(restored, removed, dirs, uuids, attributes)
 
 
 def _restore_uuids(target: Target, entries: list[JournalEntry]) -> int:
