@@ -77,3 +77,30 @@ def test_size_past_end_is_reported() -> None:
     with pytest.raises(ResealError) as info:
         Hive.from_bytes(bytes(data))
     assert "0x28" in str(info.value)
+
+
+@pytest.mark.parametrize(("field", "what"), [(0x34, "subkey name"), (0x38, "subkey class"),
+                                             (0x3C, "value name"), (0x40, "value data")])
+def test_largest_length_field_below_the_real_one_is_reported(field: int, what: str) -> None:
+    """Programs size buffers from these fields (RegQueryInfoKey): too small is a fault."""
+    hive = Hive.new("ROOT")
+    key = hive.create_key("Parent")
+    hive.create_key("Parent\\Child", class_name="SomeClass")
+    key.set_value("LongValueName", RegType.REG_BINARY, bytes(300))
+    assert check_hive(Hive.from_bytes(hive.to_bytes())) is None
+    hive._nk_set(key.offset, field, 1)
+    fault = check_hive(Hive.from_bytes(hive.to_bytes()))
+    assert fault is not None and f"largest {what} length field says 1" in fault.message
+
+
+def test_names_outside_the_basic_plane_count_as_utf16() -> None:
+    """The writer counts a surrogate pair as 4 bytes, as Windows does, so check agrees."""
+    hive = Hive.new("ROOT")
+    key = hive.create_key("Parent\\Emoji\U0001F600")
+    parent = hive.key("Parent")
+    assert parent is not None
+    parent.set_value("Wert\U0001F600", RegType.REG_SZ, "x")
+    assert check_hive(Hive.from_bytes(hive.to_bytes())) is None
+    assert hive._nk_u32(parent.offset, 0x34) & 0xFFFF == len("Emoji") * 2 + 4
+    assert hive._nk_u32(parent.offset, 0x3C) == len("Wert") * 2 + 4
+    assert key.name == "Emoji\U0001F600"

@@ -2,7 +2,9 @@
 
 Faults: base block and bin damage, cells that do not tile their bin, bad cell references,
 subkey lists that are unsorted or hold duplicates, wrong parent offsets, loops, counts that
-disagree, values whose data lies past their cells, sk lists with wrong links or counts.
+disagree, values whose data lies past their cells, sk lists with wrong links or counts, and
+"largest name / class / data" fields smaller than what the key holds (RegQueryInfoKey hands
+them to programs as buffer sizes; larger is normal, Windows never shrinks them).
 Every walk is bounded by the set of cells already seen, so a hostile hive cannot hang it.
 """
 
@@ -25,6 +27,7 @@ from reseal.registry.format import (
     lh_hash,
     sort_key,
     upcase,
+    utf16_length,
 )
 from reseal.registry.hive import Hive
 from reseal.registry.nodes import Key, Value
@@ -96,6 +99,7 @@ def _check_tree(hive: Hive) -> None:
     store = hive.store
     seen: set[int] = set()
     sk_refs: dict[int, int] = {}
+    sizes: list[tuple[int, tuple[int, ...], list[lists.Entry], tuple[int, int]]] = []
     stack: list[tuple[int, int | None]] = [(hive.root_offset, None)]
     while stack:
         offset, parent = stack.pop()
@@ -117,14 +121,17 @@ def _check_tree(hive: Hive) -> None:
                 _fault(cls_off, "class name is larger than its cell")
         if sk != NIL:
             sk_refs[sk] = sk_refs.get(sk, 0) + 1
-        _check_values(hive, offset, nvalues, vlist)
+        longest_value = _check_values(hive, offset, nvalues, vlist)
         entries = lists.read_entries(store, sublist) if nsub or sublist != NIL else []
         if len(entries) != nsub:
             _fault(offset, f"key says {nsub} subkeys, its list holds {len(entries)}")
         _check_order(hive, offset, sublist, entries)
+        sizes.append((offset, fields, entries, longest_value))
         for child, _hint in reversed(entries):
             stack.append((child, offset))
     _check_security(hive, sk_refs)
+    for size_fields in sizes:  # after the structure: a loop is the fault to report, not a size
+        _check_largest(hive, *size_fields)
 
 
 def buf_sig(hive: Hive, pos: int) -> bytes:
@@ -157,13 +164,32 @@ def _leaf_kind(hive: Hive, sublist: int) -> bytes:
     return sig
 
 
-def _check_values(hive: Hive, offset: int, nvalues: int, vlist: int) -> None:
+def _check_largest(hive: Hive, offset: int, fields: tuple[int, ...], entries: list[lists.Entry],
+                   longest_value: tuple[int, int]) -> None:
+    name = class_len = 0
+    for child, _hint in entries:
+        child_pos, _ = hive.store.cell(child, "key")
+        class_len = max(class_len, NK.unpack_from(hive.store.buf, child_pos)[19])
+        name = max(name, utf16_length(Key(hive, child, None).name))
+    stored = {"subkey name": fields[13] & 0xFFFF, "subkey class": fields[14],
+              "value name": fields[15], "value data": fields[16]}
+    actual = {"subkey name": name, "subkey class": class_len,
+              "value name": longest_value[0], "value data": longest_value[1]}
+    for what, real in actual.items():
+        if stored[what] < real:
+            _fault(offset, f"largest {what} length field says {stored[what]}, the key holds "
+                   f"{real}")
+
+
+def _check_values(hive: Hive, offset: int, nvalues: int, vlist: int) -> tuple[int, int]:
+    """Checks the key's values; returns the longest value name (UTF-16 bytes) and data."""
     if not nvalues:
-        return
+        return 0, 0
     pos, length = hive.store.cell(vlist, "value list")
     if nvalues * 4 > length:
         _fault(vlist, f"value list of {nvalues} entries is larger than its cell")
     names: set[str] = set()
+    longest_name = longest_data = 0
     for value_offset in struct.unpack_from(f"<{nvalues}I", hive.store.buf, pos):
         value = Value(hive, value_offset)
         upper = upcase(value.name)
@@ -171,6 +197,9 @@ def _check_values(hive: Hive, offset: int, nvalues: int, vlist: int) -> None:
             _fault(value_offset, f"duplicate value name {value.name!r}")
         names.add(upper)
         hive.value_bytes(value)
+        longest_name = max(longest_name, utf16_length(value.name))
+        longest_data = max(longest_data, value.size_field & 0x7FFFFFFF)
+    return longest_name, longest_data
 
 
 def _check_security(hive: Hive, refs: dict[int, int]) -> None:

@@ -132,3 +132,9 @@ def decode_name(raw: bytes, compressed: bool) -> str:
 def cell_size_for(payload: int) -> int:
     """Cell size (with its 4-byte header) rounded up to a multiple of 8."""
     return (payload + 4 + 7) & ~7
+
+
+def utf16_length(name: str) -> int:
+    """A name's length as the nk "largest name" fields count it: UTF-16 bytes (surrogate pairs
+    count four), whether the name is stored compressed or not."""
+    return len(name.encode("utf-16-le", errors="surrogatepass"))

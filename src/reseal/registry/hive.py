@@ -42,6 +42,7 @@ from reseal.registry.format import (
     now_filetime,
     sort_key,
     upcase,
+    utf16_length,
 )
 from reseal.registry.logs import LOG_SUFFIXES, log_sequence, recover
 from reseal.registry.nodes import Key, Value
@@ -372,7 +373,7 @@ class Hive:
             vk_offset = self.store.alloc(vk + name_raw)
             offsets = [*self._value_offsets(key.offset), vk_offset]
             self._write_value_list(key.offset, offsets)
-            self._raise_max(key.offset, NK_OFF_MAXVALNAME, len(name) * 2)
+            self._raise_max(key.offset, NK_OFF_MAXVALNAME, utf16_length(name))
         self._raise_max(key.offset, NK_OFF_MAXVALDATA, len(raw))
         self._touch(key.offset)
         return Value(self, vk_offset)
@@ -487,7 +488,7 @@ class Hive:
         )
         offset = self.store.alloc(nk + name_raw)
         self._insert_sorted(parent.offset, offset, name)
-        self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, len(name) * 2, low16=True)
+        self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, utf16_length(name), low16=True)
         self._raise_max(parent.offset, NK_OFF_MAXCLASS, cls_len)
         self._touch(parent.offset)
         return Key(self, offset, parent.path)
@@ -546,7 +547,7 @@ class Hive:
             for off, nm, _h in self._child_names_raw(parent.offset, child.offset, new_offset)
         ]
         self._rewrite_subkeys(parent.offset, entries)
-        self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, len(new_name) * 2, low16=True)
+        self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, utf16_length(new_name), low16=True)
         self._touch(parent.offset)
         return Key(self, new_offset, parent.path)
 
