@@ -6,6 +6,7 @@ import fcntl
 import hashlib
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,14 +107,24 @@ defaults: {hostname: "lab-{n:02}", machine_sid: random}
 count: 3
 batch: {master: master, output: out}
 """)
+    before = {p: p.read_bytes() for p in (tmp_path / "master").rglob("*") if p.is_file()}
     result = _cli("batch", str(answer), "--dry-run", cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert "plan (dry run: nothing made or written)" in result.stdout
     assert f"copy of {tmp_path / 'master'} -> {tmp_path / 'out' / 'lab-03'}" in result.stdout
+    # the first machine's change list, planned on the master, as `generalize --dry-run` shows it
+    assert f"lab-01, planned on {tmp_path / 'master'}" in result.stdout
+    assert re.search(r"linux-hostname +set +/etc/hostname +" + MASTER_HOST + r" +lab-01",
+                     result.stdout)
+    assert re.search(r"linux-hostname +set +/etc/hosts ", result.stdout)
     assert not (tmp_path / "out").exists()
     as_json = json.loads(_cli("batch", str(answer), "--dry-run", "--json", cwd=tmp_path).stdout)
     assert [m["plan"]["machine"] for m in as_json["machines"]] == ["lab-01", "lab-02", "lab-03"]
+    assert "windows-machine-sid" not in as_json["machines"][0]["operations"]  # os: linux
+    changes = as_json["file_plan"]["report"]["changes"]
+    assert {"/etc/hostname", "/etc/hosts", "/etc/machine-id"} <= {c["where"] for c in changes}
     assert not (tmp_path / "out").exists()
+    assert {p: p.read_bytes() for p in (tmp_path / "master").rglob("*") if p.is_file()} == before
 
 
 def test_bad_answer_file_exits_2_with_the_error_line(tmp_path: Path) -> None:

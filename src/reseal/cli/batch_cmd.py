@@ -8,7 +8,7 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from reseal.cli.output import format_table, print_json, to_jsonable
+from reseal.cli.output import format_table, print_json, print_report, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, load_answer_file, settings_from_plan
 from reseal.pipeline.batch import (
     BatchResult,
@@ -112,27 +112,36 @@ def print_summary(answer: AnswerFile, result: BatchResult, summary: dict[str, ob
 
 
 def print_plan(answer: AnswerFile, *, json_mode: bool) -> None:
-    from reseal.pipeline.runner import select_operations
+    from reseal.pipeline.runner import run_generalize, select_operations
 
-    operations = {plan.machine: [op.name for op in select_operations(settings_from_plan(plan))]
+    operations = {plan.machine: [op.name for op in select_operations(settings_from_plan(plan))
+                                 if not answer.os or op.os.value == answer.os]
                   for plan in answer.plans}
+    # The first machine's change list, planned against its source read-only: every machine
+    # changes the same places, each with its own values.
+    plan0 = answer.plans[0]
+    source = plan0.clone.master if plan0.clone is not None else plan0.target
+    file_plan = None
+    if source is not None:
+        file_plan = run_generalize(source, settings_from_plan(plan0), dry_run=True).report
     if json_mode:
         print_json({"answer_file": str(answer.path), "os": answer.os, "batch": answer.batch,
                     "machines": [{"plan": plan, "operations": operations[plan.machine]}
-                                 for plan in answer.plans]})
+                                 for plan in answer.plans],
+                    "file_plan": {"machine": plan0.machine, "source": source,
+                                  "report": file_plan}})
         return
     rows = []
     for plan in answer.plans:
         request = plan.request
-        source = (f"{plan.clone.mode} of {plan.clone.master} -> {plan.clone.path}"
-                  if plan.clone is not None else str(plan.target or "-"))
+        made_from = (f"{plan.clone.mode} of {plan.clone.master} -> {plan.clone.path}"
+                     if plan.clone is not None else str(plan.target or "-"))
         rows.append((plan.machine, request.hostname or "-", request.machine_sid or "-",
                      request.machine_id or "-", "-" if request.seed is None else request.seed,
-                     source))
+                     made_from))
     print("plan (dry run: nothing made or written)")
     print(format_table(("MACHINE", "HOSTNAME", "MACHINE SID", "MACHINE-ID", "SEED", "TARGET"),
                        rows))
-    plan0 = answer.plans[0]
     print(f"\noperations: {', '.join(operations[plan0.machine]) or '(none)'}")
     for name, options in plan0.options.items():
         print(f"options {name}: {json.dumps(to_jsonable(options))}")
@@ -142,6 +151,10 @@ def print_plan(answer: AnswerFile, *, json_mode: bool) -> None:
         password = plan0.domain.password.describe() if plan0.domain.password else "none"
         print(f"domain: {plan0.domain.name} ou={plan0.domain.ou or '-'} "
               f"account={plan0.domain.account or '-'} password={password}")
+    if file_plan is not None:
+        print(f"\n{plan0.machine}, planned on {source} (read only; the other machines change "
+              "the same places with their own values):")
+        print_report(file_plan)
 
 
 def _size(value: object) -> str:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import sys
 from pathlib import Path
 
-from reseal.cli.output import format_table, print_json
+from reseal.cli.output import print_json, print_report
 from reseal.errors import BadInput
 from reseal.operations.base import IdentityRequest
-from reseal.pipeline.report import RunReport
 from reseal.pipeline.runner import RunSettings, run_generalize
 
 
@@ -78,28 +76,3 @@ def run(args: argparse.Namespace) -> int:
             print(f"\nreport: {result.report_path}")
             print(f"undo:   reseal undo {args.target} {result.journal_dir}")
     return 0 if result.ok else 1
-
-
-def print_report(report: RunReport) -> None:
-    heading = "plan (dry run: nothing written)" if report.dry_run else "changes"
-    if report.identity:
-        print(format_table(("IDENTITY", "OLD", "NEW"),
-                           [(v.name, v.old or "-", v.new or "-") for v in report.identity.values()]))
-        print()
-    print(f"{heading}: {len(report.changes)}")
-    if report.changes:
-        print(format_table(
-            ("OPERATION", "ACTION", "WHERE", "OLD", "NEW"),
-            [(c.operation, c.action, c.where, _short(c.old), _short(c.new))
-             for c in report.changes],
-        ))
-    for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
-    for note in report.notes:
-        print(f"note: {note}")
-
-
-def _short(text: str | None, width: int = 48) -> str:
-    if text is None:
-        return "-"
-    return text if len(text) <= width else text[: width - 1] + "…"

@@ -8,7 +8,10 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
+
+if TYPE_CHECKING:
+    from reseal.pipeline.report import RunReport
 
 
 def to_jsonable(obj: Any) -> Any:
@@ -42,3 +45,29 @@ def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> st
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def print_report(report: RunReport) -> None:
+    """A run's identity table and change list (the plan, in a dry run); warnings to stderr."""
+    heading = "plan (dry run: nothing written)" if report.dry_run else "changes"
+    if report.identity:
+        print(format_table(("IDENTITY", "OLD", "NEW"),
+                           [(v.name, v.old or "-", v.new or "-") for v in report.identity.values()]))
+        print()
+    print(f"{heading}: {len(report.changes)}")
+    if report.changes:
+        print(format_table(
+            ("OPERATION", "ACTION", "WHERE", "OLD", "NEW"),
+            [(c.operation, c.action, c.where, _short(c.old), _short(c.new))
+             for c in report.changes],
+        ))
+    for warning in report.warnings:
+        print(f"warning: {warning}", file=sys.stderr)
+    for note in report.notes:
+        print(f"note: {note}")
+
+
+def _short(text: str | None, width: int = 48) -> str:
+    if text is None:
+        return "-"
+    return text if len(text) <= width else text[: width - 1] + "…"
