@@ -67,3 +67,35 @@ def test_gpt_image_generalize_and_undo(is_root: bool, tmp_path: Path) -> None:
     assert result.journal_dir is not None
     undo_run(image, result.journal_dir)
     assert _hive_digests(image) == before
+
+
+@pytest.mark.slow
+@pytest.mark.root
+def test_mbr_image_system_drive_follows_the_disk(is_root: bool, tmp_path: Path) -> None:
+    """On an MBR disk Windows finds C: by the disk signature and the partition's byte offset;
+    python-registry (not reseal) reads the value back."""
+    import struct
+
+    from Registry import Registry  # python-registry
+
+    from reseal.samples.builders import build_windows_mbr
+
+    hives = {name: REPO / "fixtures" / "hives" / name for name in HIVES}
+    image = build_windows_mbr(tmp_path / "windows7.img", hives).path
+    signature = 0x5EA1C0DE
+    with open(image, "r+b") as disk:  # a clone on a disk with another signature
+        disk.seek(440)
+        disk.write(struct.pack("<I", signature))
+    result = run_generalize(image, RunSettings(request=IdentityRequest(
+        hostname="MBR-01", machine_sid=NEW_SID), only=["windows-hardware-bindings"]),
+        run_dir=tmp_path / "run")
+    assert result.ok, result.report.warnings
+    with open_target(image) as target:
+        system = target.windows[0]
+        partition = system.volume.partition
+        assert partition is not None and partition.table == "mbr"
+        data = system.fs.read_bytes(system.hive_path("SYSTEM") or "")
+    (tmp_path / "SYSTEM").write_bytes(data)
+    mounted = Registry.Registry(str(tmp_path / "SYSTEM")).open("MountedDevices")
+    drive = mounted.value("\\DosDevices\\C:").value()
+    assert drive == struct.pack("<IQ", signature, partition.start)
