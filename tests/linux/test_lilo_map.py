@@ -345,7 +345,12 @@ def test_map_that_is_a_fifo_does_not_hang(tmp_path: Path) -> None:
         disk_file.write_bytes(bytes(1 << 20))
         state = check_lilo(target.linux[0], (root / "etc/lilo.conf").read_text(),
                            RawDisk(disk_file, 1 << 20, None))
-    assert state.boot_status == "cannot verify: /boot/map: no such regular file (LILO's map)"
+    assert state.boot_status == "cannot verify: /boot/map: not a regular file (LILO's map)"
+    os.unlink(root / "boot/map")
+    with open_target(root) as target:
+        state = check_lilo(target.linux[0], (root / "etc/lilo.conf").read_text(),
+                           RawDisk(disk_file, 1 << 20, None))
+    assert state.boot_status.startswith("cannot verify: LILO is not installed here: /boot/map")
 
 
 @pytest.mark.parametrize("shift", [0, 2048])

@@ -333,8 +333,11 @@ def _host_path(system: LinuxSystem, guest_path: str) -> Path:
 
 def _read_guest(system: LinuxSystem, guest_path: str, limit: int) -> bytes:
     try:
-        if not system.fs.is_file(guest_path):  # missing, or a FIFO that would block a read
-            raise _Unverifiable(f"{guest_path}: no such regular file (LILO's map)")
+        if not system.fs.exists(guest_path):
+            raise _Unverifiable(f"LILO is not installed here: {guest_path} does not exist "
+                                "(`lilo` has never run on this system)")
+        if not system.fs.is_file(guest_path):  # a FIFO would block a read
+            raise _Unverifiable(f"{guest_path}: not a regular file (LILO's map)")
         return system.fs.read_bytes(guest_path, limit=limit)
     except (ResealError, OSError) as exc:
         raise _Unverifiable(f"{guest_path}: cannot read it ({exc})") from exc
