@@ -26,16 +26,17 @@ def copy_shared_hive(src: Path, dst_dir: Path, name: str | None = None) -> Path:
     dst_dir.mkdir(parents=True, exist_ok=True)
     base = src.name[:-3] if src.name.endswith(".xz") else src.name
     out = dst_dir / (name or base)
-    _copy_maybe_xz(src, out)
+    copy_maybe_xz(src, out)
     for sibling in src.parent.iterdir():
         sib = sibling.name[:-3] if sibling.name.endswith(".xz") else sibling.name
         for suffix in (".LOG", ".LOG1", ".LOG2"):
             if sib.lower() == (base + suffix).lower():
-                _copy_maybe_xz(sibling, dst_dir / ((name or base) + suffix))
+                copy_maybe_xz(sibling, dst_dir / ((name or base) + suffix))
     return out
 
 
-def _copy_maybe_xz(src: Path, dst: Path) -> None:
+def copy_maybe_xz(src: Path, dst: Path) -> None:
+    """Copy one file of ../shared (decompressing .xz) to `dst`, writable by the tests."""
     if src.name.endswith(".xz"):
         with lzma.open(src) as fin, open(dst, "wb") as fout:
             shutil.copyfileobj(fin, fout)

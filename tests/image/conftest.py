@@ -9,6 +9,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from tests.conftest import copy_maybe_xz
 
 from reseal.samples import build_linux_gpt, build_linux_mbr, build_qcow2, build_windows_gpt
 from reseal.samples.builders import SampleImage, build_windows_mbr
@@ -22,14 +23,7 @@ def _require_root() -> None:
 
 
 def _decompress(src: Path, dst: Path) -> Path:
-    import lzma
-    import shutil
-
-    if src.name.endswith(".xz"):
-        with lzma.open(src) as fin, open(dst, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-    else:
-        shutil.copyfile(src, dst)
+    copy_maybe_xz(src, dst)
     return dst
 
 

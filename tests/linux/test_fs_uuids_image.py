@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import os
+import shutil
 import subprocess
 import uuid
 from collections.abc import Iterator
@@ -128,11 +129,14 @@ def build_disk(path: Path, work: Path, extra_root_files: dict[str, str] | None =
 
 
 @pytest.fixture
-def disk(tmp_path: Path) -> Disk:
-    missing = [tool for tool in TOOLS if subprocess.run(["which", tool], capture_output=True
-                                                        ).returncode != 0]
+def tools() -> None:
+    missing = [tool for tool in TOOLS if shutil.which(tool) is None]
     if missing:
         pytest.skip(f"missing tools: {', '.join(missing)} (scripts/apt-packages.txt)")
+
+
+@pytest.fixture
+def disk(tmp_path: Path, tools: None) -> Disk:
     (tmp_path / "build").mkdir()
     return build_disk(tmp_path / "disk.img", tmp_path / "build")
 
@@ -184,19 +188,16 @@ def test_dry_run_plans_but_leaves_the_image_alone(disk: Disk, tmp_path: Path) ->
     assert hashlib.sha256(disk.path.read_bytes()).hexdigest() == digest
 
 
-def test_root_found_by_grub_boot_code_keeps_its_uuid(tmp_path: Path, disk: Disk) -> None:
-    (tmp_path / "build2").mkdir()
-    pinned = build_disk(tmp_path / "pinned.img", tmp_path / "build2")
+def test_root_found_by_grub_boot_code_keeps_its_uuid(tmp_path: Path, tools: None) -> None:
+    (tmp_path / "build").mkdir()
+    pinned = build_disk(tmp_path / "pinned.img", tmp_path / "build")
     # grub-install keeps the config it embeds in core.img beside it as load.cfg
-    with contextlib.ExitStack():
-        load_cfg = f"search.fs_uuid {pinned.uuids['root']} root hd0,gpt2\n"
-        with loop(pinned.path, PARTS["root"], read_only=False) as device:
-            source = tmp_path / "load.cfg"
-            source.write_text(load_cfg)
-            for command in ("mkdir /boot/grub/i386-pc",
-                            f"write {source} /boot/grub/i386-pc/load.cfg"):
-                subprocess.run(["debugfs", "-w", "-R", command, device], capture_output=True,
-                               check=True)
+    source = tmp_path / "load.cfg"
+    source.write_text(f"search.fs_uuid {pinned.uuids['root']} root hd0,gpt2\n")
+    with loop(pinned.path, PARTS["root"], read_only=False) as device:
+        for command in ("mkdir /boot/grub/i386-pc", f"write {source} /boot/grub/i386-pc/load.cfg"):
+            subprocess.run(["debugfs", "-w", "-R", command, device], capture_output=True,
+                           check=True)
     result = generalize(pinned, tmp_path / "run")
     assert result.ok
     assert blkid_uuid(pinned.path, "root") == pinned.uuids["root"]

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import lzma
-import shutil
 from pathlib import Path
+
+from tests.conftest import copy_maybe_xz
 
 HIVES = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "hives"
 
@@ -61,11 +61,5 @@ def copy_hive(src: Path, dst_dir: Path) -> Path:
     for sibling in src.parent.iterdir():
         plain = sibling.name[:-3] if sibling.name.endswith(".xz") else sibling.name
         if sibling.is_file() and plain.lower() in wanted:
-            target = dst_dir / (base + plain[len(base):])
-            if sibling.name.endswith(".xz"):
-                with lzma.open(sibling) as fin, open(target, "wb") as fout:
-                    shutil.copyfileobj(fin, fout)
-            else:
-                shutil.copyfile(sibling, target)
-            target.chmod(0o644)
+            copy_maybe_xz(sibling, dst_dir / (base + plain[len(base):]))
     return out

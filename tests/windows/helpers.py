@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import lzma
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -13,6 +11,7 @@ from types import ModuleType
 
 from regipy.registry import RegistryHive
 from Registry import Registry
+from tests.conftest import copy_maybe_xz
 
 REPO = Path(__file__).resolve().parents[2]
 RATHBUN = "dfir-artifact-museum/Win10-RathbunVM"
@@ -39,12 +38,7 @@ def load_builder() -> ModuleType:
 def copy_hive(src: Path, dst: Path) -> None:
     """Copy one hive or log (decompressing .xz) to `dst`."""
     dst.parent.mkdir(parents=True, exist_ok=True)
-    if src.name.endswith(".xz"):
-        with lzma.open(src) as fin, open(dst, "wb") as fout:
-            shutil.copyfileobj(fin, fout)
-    else:
-        shutil.copyfile(src, dst)
-    dst.chmod(0o644)
+    copy_maybe_xz(src, dst)
 
 
 def copy_with_logs(src_dir: Path, base: str, dst: Path) -> None:

@@ -113,9 +113,11 @@ def _die_with_parent() -> None:
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
-    """Run a host tool (never one from the image) and capture its output."""
+    """Run a host tool (never one from the image) and capture its output; it gets no input,
+    so a tool that asks a question (tune2fs, mkfs) takes its default instead of waiting."""
     proc = subprocess.run(
-        list(argv), capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent
+        list(argv), capture_output=True, text=True, timeout=timeout, preexec_fn=_die_with_parent,
+        stdin=subprocess.DEVNULL,
     )
     if check and proc.returncode != 0:
         detail = (proc.stderr or proc.stdout).strip().splitlines()

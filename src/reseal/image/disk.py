@@ -122,14 +122,11 @@ class MountTable:
 
     target: Target
     requests: dict[str, MountRequest] = field(default_factory=dict)  # kernel mounts by volume
-    binds: list[Path] = field(default_factory=list)  # bind-mount points, in mount order
-    bind_sources: dict[Path, Path] = field(default_factory=dict)
+    binds: dict[Path, Path] = field(default_factory=dict)  # bind point -> source, mount order
 
     def bind(self, source: Path, host_dir: Path) -> None:
         run(["mount", "--bind", str(source), str(host_dir)])
-        if host_dir not in self.bind_sources:
-            self.binds.append(host_dir)
-        self.bind_sources[host_dir] = source
+        self.binds[host_dir] = source
 
     @contextlib.contextmanager
     def offline(self, volumes: Sequence[Volume]) -> Iterator[None]:
@@ -165,9 +162,9 @@ class MountTable:
                     volume.device = ""
             for volume in unmounted:  # a failure here must stop the run: see _remount
                 _remount(self.requests[volume.key], volume)
-            for host_dir in self.binds:
+            for host_dir, source in self.binds.items():
                 if mount_options_of(host_dir) is None:
-                    run(["mount", "--bind", str(self.bind_sources[host_dir]), str(host_dir)])
+                    self.bind(source, host_dir)
 
 
 def _remount(request: MountRequest, volume: Volume) -> None:

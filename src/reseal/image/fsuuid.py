@@ -11,14 +11,16 @@ Every tool comes from the host's PATH, never from the image.
 from __future__ import annotations
 
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
 from reseal.errors import ResealError
+from reseal.image.attach import run
 
-UUID_CAPABLE = ("ext2", "ext3", "ext4", "xfs", "btrfs", "swap")
 EXT = ("ext2", "ext3", "ext4")
+TOOLS = {**{fstype: ("e2fsck", "tune2fs") for fstype in EXT}, "xfs": ("xfs_admin",),
+         "btrfs": ("btrfstune",), "swap": ("swaplabel",)}
+UUID_CAPABLE = tuple(TOOLS)
 TOOL_PACKAGES = {"tune2fs": "e2fsprogs", "e2fsck": "e2fsprogs", "xfs_admin": "xfsprogs",
                  "btrfstune": "btrfs-progs", "swaplabel": "util-linux"}
 
@@ -35,14 +37,8 @@ class UuidChange:
     undo_file: Path | None = None
 
 
-def tools_for(fstype: str) -> tuple[str, ...]:
-    if fstype in EXT:
-        return ("e2fsck", "tune2fs")
-    return {"xfs": ("xfs_admin",), "btrfs": ("btrfstune",), "swap": ("swaplabel",)}.get(fstype, ())
-
-
 def missing_tools(fstype: str) -> list[str]:
-    return [f"{tool} ({TOOL_PACKAGES[tool]})" for tool in tools_for(fstype)
+    return [f"{tool} ({TOOL_PACKAGES[tool]})" for tool in TOOLS.get(fstype, ())
             if shutil.which(tool) is None]
 
 
@@ -73,10 +69,7 @@ def set_fs_uuid(change: UuidChange) -> None:
 
 def _run(argv: list[str], change: UuidChange, meaning: str, ok_codes: tuple[int, ...] = (0,)
          ) -> None:
-    tool = shutil.which(argv[0])
-    assert tool is not None
-    done = subprocess.run([tool, *argv[1:]], capture_output=True, text=True, timeout=600,
-                          stdin=subprocess.DEVNULL, check=False)
+    done = run(argv, check=False, timeout=600)
     if done.returncode not in ok_codes:
         detail = " ".join((done.stderr or done.stdout).split())[:240]
         raise ResealError(f"{change.where} ({change.fstype}): {meaning}: {argv[0]} exit "

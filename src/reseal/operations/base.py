@@ -9,7 +9,7 @@ into the dry-run plan and the JSON report.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -92,6 +92,13 @@ class OperationContext:
 
     def warn(self, message: str) -> None:
         self.log.warnings.append(f"{self.operation}: {message}")
+
+    def warn_at_most(self, messages: Sequence[str], limit: int, rest: str) -> None:
+        """The first `limit` warnings, then one line for the others (`rest` gets {count})."""
+        for message in messages[:limit]:
+            self.warn(message)
+        if len(messages) > limit:
+            self.warn(rest.format(count=len(messages) - limit))
 
     def note(self, message: str) -> None:
         self.log.notes.append(f"{self.operation}: {message}")

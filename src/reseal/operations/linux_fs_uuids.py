@@ -63,7 +63,9 @@ def apply(ctx: OperationContext) -> None:
         ctx.warn("file-system UUIDs can only be changed on an opened disk image or device "
                  f"(the target is a {target.kind}); nothing changed")
         return
-    plan = [PlannedChange(v, v.uuid, new_uuid(ctx)) for v in candidates if _may_change(ctx, v)]
+    boot_code = _boot_code(ctx) if candidates else []
+    plan = [PlannedChange(v, v.uuid, new_uuid(ctx)) for v in candidates
+            if _may_change(ctx, v, boot_code)]
     if not plan:
         return
     if not ctx.dry_run:
@@ -78,13 +80,15 @@ def apply(ctx: OperationContext) -> None:
         _follow(ctx, uuid_map)
 
 
-def _may_change(ctx: OperationContext, volume: Volume) -> bool:
+def _may_change(ctx: OperationContext, volume: Volume, boot_code: list[tuple[str, bytes]]
+                ) -> bool:
     missing = missing_tools(volume.fstype)
     if missing:
         ctx.warn(f"{volume.key}: {', '.join(missing)} not installed on this host; its UUID "
                  f"{volume.uuid} stays")
         return False
-    holder = _boot_code_holding(ctx, volume.uuid)
+    wanted = volume.uuid.lower().encode()
+    holder = next((label for label, data in boot_code if wanted in data), "")
     if holder:
         ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: GRUB's installed boot code finds "
                  f"the file system by it ({holder}), and that code is not text reseal can "
@@ -140,30 +144,29 @@ def _uuid_on(volume: Volume) -> str:
         return probe(read, volume.partition.size).uuid
 
 
-def _boot_code_holding(ctx: OperationContext, uuid: str) -> str:
-    """Where GRUB boot code (not its grub.cfg text) names `uuid`, or "" when nowhere."""
-    wanted = uuid.lower().encode()
+def _boot_code(ctx: OperationContext) -> list[tuple[str, bytes]]:
+    """GRUB boot code that may name a file system by UUID, lower-cased, read once per run:
+    load.cfg (embedded in core.img), the raw boot areas, and EFI binaries on FAT volumes."""
     system = ctx.system
     assert isinstance(system, LinuxSystem)
+    found: list[tuple[str, bytes]] = []
     for base in GRUB_PLATFORM_DIRS:
         for platform in _safe_listdir(system.fs, base):
             path = f"{base}/{platform}/load.cfg"
-            if _file_contains(system.fs, path, wanted, 1 << 20):
-                return f"{path}, embedded in core.img"
-    raw = _raw_areas(ctx.target)
-    for label, data in raw:
-        if wanted in data.lower():
-            return label
+            data = _read_lower(system.fs, path, 1 << 20)
+            if data is not None:
+                found.append((f"{path}, embedded in core.img", data))
+    found += [(label, data.lower()) for label, data in _raw_areas(ctx.target)]
     for volume in ctx.target.volumes:
         if volume.fstype != "vfat" or volume.fs is None or not volume.fs.is_dir("/EFI"):
             continue
         for top, _dirs, files in volume.fs.walk("/EFI"):
-            for name in files:
+            for name in (n for n in files if n.lower().endswith(".efi")):
                 path = f"{top.rstrip('/')}/{name}"
-                if name.lower().endswith(".efi") and _file_contains(volume.fs, path, wanted,
-                                                                    MAX_EFI_BINARY):
-                    return f"{volume.key}:{path}"
-    return ""
+                data = _read_lower(volume.fs, path, MAX_EFI_BINARY)
+                if data is not None:
+                    found.append((f"{volume.key}:{path}", data))
+    return found
 
 
 def _raw_areas(target: Target) -> list[tuple[str, bytes]]:
@@ -189,11 +192,11 @@ def _safe_listdir(fs: GuestFS, path: str) -> list[str]:
         return []
 
 
-def _file_contains(fs: GuestFS, path: str, wanted: bytes, limit: int) -> bool:
+def _read_lower(fs: GuestFS, path: str, limit: int) -> bytes | None:
     try:
-        return fs.is_file(path) and wanted in fs.read_bytes(path, limit=limit).lower()
+        return fs.read_bytes(path, limit=limit).lower() if fs.is_file(path) else None
     except (ResealError, OSError):
-        return False
+        return None
 
 
 def _follow(ctx: OperationContext, uuid_map: dict[str, str]) -> None:

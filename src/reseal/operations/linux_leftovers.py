@@ -103,10 +103,8 @@ def apply(ctx: OperationContext) -> None:
         ctx.note("no identity changed in this run: nothing to look for")
         return
     hits = scan_linux_leftovers(ctx.system.fs, old)
-    for hit in hits[:MAX_HITS_WARNED]:
-        ctx.warn(f"{hit.where}: still holds the old {hit.what}")
-    if len(hits) > MAX_HITS_WARNED:
-        ctx.warn(f"{len(hits) - MAX_HITS_WARNED} more leftovers; `reseal verify` lists them all")
+    ctx.warn_at_most([f"{hit.where}: still holds the old {hit.what}" for hit in hits],
+                     MAX_HITS_WARNED, "{count} more leftovers; `reseal verify` lists them all")
     if not hits:
         ctx.note(f"no trace of the old identity ({', '.join(sorted(old))}) left in /etc and /boot")
 

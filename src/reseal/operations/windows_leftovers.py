@@ -139,10 +139,8 @@ def apply(ctx: OperationContext) -> None:
     if len(found) > len(hits):
         ctx.note(f"{len(found) - len(hits)} traces of the old identity left on purpose "
                  "(explained in the notes above)")
-    for hit in hits[:MAX_WARNINGS]:
-        ctx.warn(f"old {hit.what} still in {hit.where}")
-    if len(hits) > MAX_WARNINGS:
-        ctx.warn(f"{len(hits) - MAX_WARNINGS} more traces of the old identity not listed")
+    ctx.warn_at_most([f"old {hit.what} still in {hit.where}" for hit in hits], MAX_WARNINGS,
+                     "{count} more traces of the old identity not listed")
     if not hits:
         ctx.note(f"no unexplained trace of the old identity ({', '.join(sorted(old))}) left in any hive")
     ctx.note("file and folder names named after old SIDs (Recycle Bin, DPAPI Protect folders) "

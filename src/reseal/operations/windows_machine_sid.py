@@ -10,6 +10,7 @@ of the image, user hives included. Domain SIDs are different SIDs and are never 
 from __future__ import annotations
 
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from reseal.errors import Refused
@@ -109,27 +110,28 @@ def _rewrite_sam(ctx: OperationContext, sam: LoadedHive, rewriter: SidRewriter) 
     account.set_value("V", value.type, rewrite_domain_v(value.raw, rewriter.map_sid, where=where))
     ctx.change(where, "set", rewriter.old, rewriter.new)
     sam.changed = True
-    users = sam.key("SAM\\Domains\\Account\\Users")
-    for user in users.subkeys() if users is not None else []:
-        v = user.value("V")
-        if v is None:
-            continue
-        where = sam.where(f"SAM\\Domains\\Account\\Users\\{user.name}", "V")
-        new_raw = rewrite_user_v(v.raw, rewriter.map_sid, where=where)
-        if new_raw != v.raw:
-            user.set_value("V", v.type, new_raw)
-            ctx.change(where, "set", "descriptor SIDs under old machine SID", "new machine SID")
+    _rewrite_each(ctx, sam, "SAM\\Domains\\Account\\Users", "V",
+                  lambda raw, where: rewrite_user_v(raw, rewriter.map_sid, where=where),
+                  "descriptor SIDs under old machine SID")
     for domain in ("Builtin", "Account"):
-        aliases = sam.key(f"SAM\\Domains\\{domain}\\Aliases")
-        for alias in aliases.subkeys() if aliases is not None else []:
-            c = alias.value("C")
-            if c is None:
-                continue
-            where = sam.where(f"SAM\\Domains\\{domain}\\Aliases\\{alias.name}", "C")
-            new_raw = rewrite_alias_c(c.raw, rewriter.map_sid, where=where)
-            if new_raw != c.raw:
-                alias.set_value("C", c.type, new_raw)
-                ctx.change(where, "set", "members under old machine SID", "new machine SID")
+        _rewrite_each(ctx, sam, f"SAM\\Domains\\{domain}\\Aliases", "C",
+                      lambda raw, where: rewrite_alias_c(raw, rewriter.map_sid, where=where),
+                      "members under old machine SID")
+
+
+def _rewrite_each(ctx: OperationContext, sam: LoadedHive, parent: str, value_name: str,
+                  rewrite: Callable[[bytes, str], bytes], what: str) -> None:
+    """Rewrite `value_name` of every subkey of `parent` (users' V, aliases' C)."""
+    key = sam.key(parent)
+    for child in key.subkeys() if key is not None else []:
+        value = child.value(value_name)
+        if value is None:
+            continue
+        where = sam.where(f"{parent}\\{child.name}", value_name)
+        new_raw = rewrite(value.raw, where)
+        if new_raw != value.raw:
+            child.set_value(value_name, value.type, new_raw)
+            ctx.change(where, "set", what, "new machine SID")
 
 
 def rewrite_hive(ctx: OperationContext, loaded: LoadedHive, rewriter: SidRewriter) -> bool:

@@ -15,10 +15,12 @@ import typing
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from reseal.errors import BadInput
 from reseal.pipeline.yamlsafe import Mark, YMap, YNode, YScalar, YSeq, describe
+
+_NodeT = TypeVar("_NodeT", YMap, YSeq)
 
 
 class AnswerFileError(BadInput):
@@ -124,32 +126,26 @@ class MapReader:
                               f"expected a string, got {describe(item)}")
         return out
 
-    def mapping(self, key: str, allowed: Iterable[str]) -> MapReader | None:
+    def _optional(self, key: str, kind: type[_NodeT], expected: str) -> _NodeT | None:
+        """The node at `key` if it is of `kind`; None when absent or null (an error when it is
+        something else)."""
         node = self.node.items.get(key)
         if node is None or (isinstance(node, YScalar) and node.value is None):
             return None
-        if not isinstance(node, YMap):
-            self.wrong(key, "a mapping")
+        if not isinstance(node, kind):
+            self.wrong(key, expected)
             return None
-        return MapReader(node, self.sub(key), self.sink, allowed)
+        return node
+
+    def mapping(self, key: str, allowed: Iterable[str]) -> MapReader | None:
+        node = self._optional(key, YMap, "a mapping")
+        return None if node is None else MapReader(node, self.sub(key), self.sink, allowed)
 
     def raw_map(self, key: str) -> YMap | None:
-        node = self.node.items.get(key)
-        if node is None or (isinstance(node, YScalar) and node.value is None):
-            return None
-        if not isinstance(node, YMap):
-            self.wrong(key, "a mapping")
-            return None
-        return node
+        return self._optional(key, YMap, "a mapping")
 
     def seq(self, key: str) -> YSeq | None:
-        node = self.node.items.get(key)
-        if node is None or (isinstance(node, YScalar) and node.value is None):
-            return None
-        if not isinstance(node, YSeq):
-            self.wrong(key, "a list")
-            return None
-        return node
+        return self._optional(key, YSeq, "a list")
 
 
 # --- typed values for operation options -------------------------------------------------

@@ -7,6 +7,7 @@ sequence number is applied first and the other only when its entries continue th
 
 from __future__ import annotations
 
+import itertools
 import struct
 from dataclasses import dataclass, field
 
@@ -35,17 +36,11 @@ def marvin32(data: bytes, seed: int = MARVIN_SEED) -> int:
     lo = seed & _M32
     hi = seed >> 32
     whole = len(data) // 4 * 4
-    for (word,) in struct.iter_unpack("<I", data[:whole]):
-        lo = (lo + word) & _M32
-        hi ^= lo
-        lo = (_rotl(lo, 20) + hi) & _M32
-        hi = _rotl(hi, 9) ^ lo
-        lo = (_rotl(lo, 27) + hi) & _M32
-        hi = _rotl(hi, 19)
-    final = 0x80
+    final = 0x80  # the tail bytes, then 0x80, then a zero word close the input
     for byte in reversed(data[whole:]):
         final = (final << 8) | byte
-    for word in (final & _M32, 0):
+    words = (word for (word,) in struct.iter_unpack("<I", data[:whole]))
+    for word in itertools.chain(words, (final & _M32, 0)):
         lo = (lo + word) & _M32
         hi ^= lo
         lo = (_rotl(lo, 20) + hi) & _M32
