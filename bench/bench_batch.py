@@ -17,7 +17,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reseal.cli.output import format_table
+from reseal.formatting import format_table
 from reseal.pipeline.answerfile import load_answer_file
 from reseal.pipeline.batch import run_batch
 from reseal.samples.builders import build_linux_gpt, build_qcow2

@@ -13,7 +13,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reseal.cli.output import format_table
+from reseal.formatting import format_table
 from reseal.registry import Hive, RegType
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "fixtures" / "hives" / "regipy"

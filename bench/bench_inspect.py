@@ -16,7 +16,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from reseal.cli.output import format_table
+from reseal.formatting import format_table
 from reseal.image.target import open_target
 from reseal.inspection import inspect_target
 from reseal.samples import (

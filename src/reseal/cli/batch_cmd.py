@@ -8,7 +8,8 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
-from reseal.cli.output import format_table, print_json, print_report, to_jsonable
+from reseal.cli.output import print_report
+from reseal.formatting import format_table, print_json, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, load_answer_file, settings_from_plan
 from reseal.pipeline.batch import (
     BatchResult,

@@ -10,10 +10,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from reseal.cli.output import format_table, print_json
 from reseal.drivers.exact import find_exact_restore, write_add_record
 from reseal.drivers.stage import OEM_INF, DriverStore, StagedPackage, image_version
 from reseal.errors import BadInput, ResealError
+from reseal.formatting import format_table, print_json
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal
 from reseal.operations.windows_drivers import DriversOptions

@@ -5,8 +5,9 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reseal.cli.output import print_json, print_report
+from reseal.cli.output import print_report
 from reseal.errors import BadInput
+from reseal.formatting import print_json
 from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunSettings, run_generalize
 

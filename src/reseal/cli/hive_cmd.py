@@ -7,8 +7,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from reseal.cli.output import print_json
 from reseal.errors import BadInput
+from reseal.formatting import print_json
 from reseal.registry import Hive, RegType
 from reseal.registry.check import check_hive
 from reseal.registry.nodes import Key, Value

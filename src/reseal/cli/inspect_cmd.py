@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from reseal.cli.output import print_json
+from reseal.formatting import print_json
 from reseal.image.target import OpenOptions, open_target
 from reseal.inspection import inspect_target, render_text
 

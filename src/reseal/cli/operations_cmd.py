@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from reseal.cli.output import format_table, print_json
+from reseal.formatting import format_table, print_json
 from reseal.operations import all_operations
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reseal.cli.output import print_json
+from reseal.formatting import print_json
 from reseal.pipeline.undo import undo_run
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from reseal.cli.output import format_table, print_json
+from reseal.formatting import format_table, print_json
 from reseal.image.target import OpenOptions, open_target
 from reseal.pipeline.report import RunReport
 from reseal.pipeline.verify import scan_leftovers

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reseal.cli.output import format_table
+from reseal.formatting import format_table
 from reseal.inspection.model import InspectReport, LiloState, LinuxReport, WindowsReport
 
 

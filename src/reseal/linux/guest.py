@@ -1,21 +1,19 @@
-"""What Linux operations share: reading the guest's facts, safe edits, the run's random source.
+"""Facts and edits on a Linux guest's files: its os-release, the paths operations may write,
+text edits that write only when something changed.
 
-Everything goes through the system's GuestFS, so paths are resolved inside the image.
+Everything goes through the system's GuestFS, so paths are resolved inside the image. What
+depends on a run (once-per-run checks, the run's random source) is in
+`reseal.operations._linux_support`.
 """
 
 from __future__ import annotations
 
-import random
-import uuid
 from collections.abc import Callable, Iterable
 
 from reseal.image.guestfs import GuestFS
 from reseal.linux.osrelease import OSRelease, parse_os_release
-from reseal.operations.base import OperationContext
 
-# Every file or directory a Linux operation may write. The first Linux operation of a run
-# resolves them all (and the files inside the directories), so a link that leaves the image
-# is refused before anything is written.
+# Every file or directory a Linux operation may write (see resolve_written_paths).
 WRITTEN_FILES = (
     "/etc/hostname", "/etc/HOSTNAME", "/etc/hosts", "/etc/mailname", "/etc/sysconfig/network",
     "/etc/machine-id", "/var/lib/dbus/machine-id",
@@ -30,25 +28,6 @@ WRITTEN_DIRS = (
     "/var/lib/NetworkManager", "/var/lib/dhcp", "/var/lib/dhclient", "/var/lib/dhcpcd",
     "/boot/loader/entries", "/boot/efi/EFI",
 )
-_PREFLIGHT_KEY = "linux:preflight-done"
-_RANDOM_KEY = "linux:random"
-
-
-def preflight(ctx: OperationContext) -> None:
-    """Resolve every path Linux operations may touch; raises UnsafePath before any write."""
-    if ctx.shared.get(_PREFLIGHT_KEY):
-        return
-    fs = ctx.system.fs
-    for path in WRITTEN_FILES:
-        fs.resolve(path)
-    for directory in WRITTEN_DIRS:
-        fs.resolve(directory)
-        for top, _dirs, files in fs.walk(directory) if fs.is_dir(directory) else ():
-            for name in files:
-                fs.resolve(f"{top.rstrip('/')}/{name}")
-    ctx.shared[_PREFLIGHT_KEY] = True
-
-
 def os_release(fs: GuestFS) -> OSRelease:
     for path in ("/etc/os-release", "/usr/lib/os-release"):
         if fs.is_file(path):
@@ -56,28 +35,20 @@ def os_release(fs: GuestFS) -> OSRelease:
     return OSRelease()
 
 
-def rng(ctx: OperationContext) -> random.Random:
-    """One random source per run: seeded when the request has a seed (reproducible tests)."""
-    source = ctx.shared.get(_RANDOM_KEY)
-    if source is None:
-        seed = ctx.request.seed
-        source = random.Random(seed) if seed is not None else random.SystemRandom()
-        ctx.shared[_RANDOM_KEY] = source
-    assert isinstance(source, random.Random)
-    return source
+def resolve_written_paths(fs: GuestFS) -> None:
+    """Resolve every path Linux operations may write (and the files in those folders), so a
+    link that leaves the image is refused (UnsafePath) before anything is written."""
+    for path in WRITTEN_FILES:
+        fs.resolve(path)
+    for directory in WRITTEN_DIRS:
+        fs.resolve(directory)
+        for top, _dirs, files in fs.walk(directory) if fs.is_dir(directory) else ():
+            for name in files:
+                fs.resolve(f"{top.rstrip('/')}/{name}")
 
 
-def new_uuid(ctx: OperationContext) -> str:
-    return str(uuid.UUID(int=rng(ctx).getrandbits(128), version=4))
-
-
-def new_hex(ctx: OperationContext, digits: int) -> str:
-    return f"{rng(ctx).getrandbits(digits * 4):0{digits}x}"
-
-
-def edit_text(ctx: OperationContext, path: str, edit: Callable[[str], str]) -> bool:
+def edit_text(fs: GuestFS, path: str, edit: Callable[[str], str]) -> bool:
     """Rewrite a guest text file through `edit`; writes only when the text changed."""
-    fs = ctx.system.fs
     if not fs.is_file(path):
         return False
     old = fs.read_text(path)

@@ -15,8 +15,8 @@ import shutil
 from reseal.image.model import LinuxSystem, OSFamily
 from reseal.linux import devrefs, fstab, lilo
 from reseal.linux.bootrefs import boot_files, disk_device_map, rewrite_text
-from reseal.linux.guest import preflight
 from reseal.linux.lilocheck import RawDisk, check_lilo
+from reseal.operations._linux_support import preflight
 from reseal.operations.base import Operation, OperationContext
 
 ORDER = 25

@@ -25,7 +25,7 @@ from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem, OSFamily, Volume
 from reseal.image.target import Target
 from reseal.linux.bootrefs import boot_files, rewrite_text
-from reseal.linux.guest import new_uuid, preflight
+from reseal.operations._linux_support import new_uuid, preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 24

@@ -7,10 +7,11 @@ from typing import Any
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux import shellvars
-from reseal.linux.guest import edit_text, os_release, preflight
+from reseal.linux.guest import edit_text, os_release
 from reseal.linux.hosts import rename_in_hosts
 from reseal.linux.names import short_name, validate_hostname
 from reseal.linux.osrelease import Family
+from reseal.operations._linux_support import preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 20
@@ -67,14 +68,14 @@ def apply(ctx: OperationContext) -> None:
     if fs.is_file("/etc/sysconfig/network"):
         text = fs.read_text("/etc/sysconfig/network")
         if shellvars.get(text, "HOSTNAME") is not None and edit_text(
-            ctx, "/etc/sysconfig/network",
+            fs, "/etc/sysconfig/network",
             lambda t: shellvars.set_value(t, "HOSTNAME", new, add=False),
         ):
             ctx.change("/etc/sysconfig/network", "set", f"HOSTNAME={old}", f"HOSTNAME={new}")
 
     if fs.is_file("/etc/hosts"):
         add = family is Family.DEBIAN
-        if edit_text(ctx, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add)):
+        if edit_text(fs, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add)):
             ctx.change("/etc/hosts", "set", old, new)
 
     if old and fs.is_file("/etc/mailname"):

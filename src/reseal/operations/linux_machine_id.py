@@ -14,8 +14,8 @@ from typing import Any
 
 from reseal.errors import BadInput
 from reseal.image.model import OSFamily
-from reseal.linux.guest import new_hex, preflight
 from reseal.linux.names import validate_machine_id
+from reseal.operations._linux_support import new_hex, preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 21

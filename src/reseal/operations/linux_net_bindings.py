@@ -14,9 +14,10 @@ from typing import Any
 
 from reseal.image.model import OSFamily
 from reseal.linux import netconfig
-from reseal.linux.guest import files_under, new_uuid, preflight
+from reseal.linux.guest import files_under
 from reseal.linux.names import validate_mac
 from reseal.linux.netconfig import NetEdit
+from reseal.operations._linux_support import new_uuid, preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 23

@@ -19,9 +19,10 @@ from typing import Any
 from reseal.errors import BadInput, ResealError
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
-from reseal.linux.guest import os_release, preflight
+from reseal.linux.guest import os_release
 from reseal.linux.osrelease import Family
 from reseal.linux.ssh import ssh_fingerprint
+from reseal.operations._linux_support import preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 22

@@ -10,6 +10,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import os
 import types
 import typing
 from collections.abc import Iterable
@@ -291,3 +292,20 @@ def _accepts_str_only(tp: Any) -> bool:
 
 
 Invalid = _Invalid
+
+
+def resolve_path(base_dir: Path, text: str) -> Path:
+    """A path from an answer file: `~` expanded, relative to the answer file's folder."""
+    path = Path(os.path.expanduser(text))
+    return Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+
+
+def read_drivers(reader: MapReader, key: str, sink: ErrorSink, base_dir: Path) -> list[Path]:
+    """A list of driver files or folders; each must exist."""
+    out = []
+    for index, (text, mark) in enumerate(reader.str_list(key)):
+        path = resolve_path(base_dir, text)
+        if not path.exists():
+            sink.add(mark, f"{reader.sub(key)}[{index}]", f"{path}: no such driver file or folder")
+        out.append(path)
+    return out

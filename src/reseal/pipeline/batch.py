@@ -37,6 +37,7 @@ from typing import Any, TextIO
 
 from reseal.errors import BadInput, Refused, ResealError
 from reseal.fileio import private_write
+from reseal.formatting import to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
 from reseal.pipeline.plan import GeneralizePlan
 
@@ -136,8 +137,6 @@ def default_state_dir(answer: AnswerFile) -> Path:
 
 def plan_fingerprint(plan: GeneralizePlan) -> str:
     """A digest of everything that decides what a machine becomes."""
-    from reseal.cli.output import to_jsonable
-
     text = json.dumps(to_jsonable(plan), sort_keys=True, default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
 
