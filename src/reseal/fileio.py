@@ -114,6 +114,11 @@ def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
             os.fsync(fd)
         finally:
             os.close(fd)
+        if old_fd is not None:
+            # A FUSE server (ntfs-3g, the FAT server) keeps a file replaced while it is open
+            # as `.fuse_hidden*` until it is closed: a kill in between would leave it behind.
+            os.close(old_fd)
+            old_fd = None
         os.replace(tmp, path)
         fsync_directory(directory)
     except BaseException:

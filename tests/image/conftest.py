@@ -34,9 +34,15 @@ def reseal_tempdir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
     work = tmp_path_factory.getbasetemp() / "work"
     work.mkdir(exist_ok=True)
     old = tempfile.tempdir
+    old_env = os.environ.get("RESEAL_WORK_DIR")
     tempfile.tempdir = str(work)
+    os.environ["RESEAL_WORK_DIR"] = str(work)
     yield work
     tempfile.tempdir = old
+    if old_env is None:
+        os.environ.pop("RESEAL_WORK_DIR", None)
+    else:
+        os.environ["RESEAL_WORK_DIR"] = old_env
 
 
 @pytest.fixture(scope="session")

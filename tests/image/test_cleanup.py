@@ -82,7 +82,7 @@ def test_signal_releases_everything(sig: signal.Signals, sample: str, tmp_path: 
     shutil.copyfile(source.path, image)
     workdir = tmp_path / "work"
     workdir.mkdir()
-    env = {**os.environ, "TMPDIR": str(workdir)}
+    env = {**os.environ, "TMPDIR": str(workdir), "RESEAL_WORK_DIR": str(workdir)}
     child = subprocess.Popen([sys.executable, "-c", HOLDER, str(image)], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE, text=True, env=env)
     try:

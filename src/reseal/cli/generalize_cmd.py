@@ -38,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "(default: $RESEAL_STATE_DIR or /var/lib/reseal, runs/<id>)")
     parser.add_argument("--allow-unclean-ntfs", action="store_true",
                         help="open an NTFS volume that Windows did not shut down cleanly")
+    parser.add_argument("--running-system", action="store_true",
+                        help="the target is the root of the system reseal runs on (first boot "
+                             "of a clone); refused without this flag")
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -63,6 +66,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     settings.enable = [*settings.enable, *args.enable]
     settings.disable = [*settings.disable, *args.disable]
     settings.allow_unclean_ntfs = settings.allow_unclean_ntfs or args.allow_unclean_ntfs
+    settings.allow_running_system = args.running_system
     return settings
 
 

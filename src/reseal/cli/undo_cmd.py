@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", set {result.uuids_restored} file-system UUIDs back"
                  if result.uuids_restored else "")
               + (f", restored {result.attributes_restored} file ACLs"
-                 if result.attributes_restored else ""))
+                 if result.attributes_restored else "")
+              + (f", removed {result.litter_removed} temporary files of an interrupted run"
+                 if result.litter_removed else ""))
     return 0

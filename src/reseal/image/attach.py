@@ -1,7 +1,10 @@
 """Kernel resources that must never outlive a run: mounts, loop devices, FUSE daemons.
 
-- Mounts: the process moves itself into a private mount namespace before its first mount, so
-  whatever it mounted vanishes with it, even after SIGKILL.
+- Mounts: the thread that opens a target moves into a private mount namespace of its own
+  before its first mount (and back out when the target is closed), so whatever it mounted
+  vanishes with it, even after SIGKILL. That namespace holds no copy of anyone else's mounts
+  beyond what reseal needs (see `private_mount_namespace`), so it never keeps another tool's
+  file system alive after that tool unmounted it.
 - Loop devices: configured with LO_FLAGS_AUTOCLEAR through LOOP_CONFIGURE and held by an open
   descriptor; the kernel detaches them when the last user (us, a mount, a FUSE daemon) closes.
 - FUSE daemons (ntfs-3g, reseal.image.fatfuse, qemu-storage-daemon) run in the foreground as our children
@@ -23,6 +26,7 @@ import signal
 import struct
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -42,26 +46,184 @@ LOOP_INFO64_SIZE = 232
 LOOP_CONFIG_SIZE = 4 + 4 + LOOP_INFO64_SIZE + 8 * 8
 
 _libc = ctypes.CDLL(None, use_errno=True)
-_namespace_owner: tuple[int, int] | None = None  # (pid, thread id) that unshared
-_namespace_lock = threading.Lock()
-_keeper: subprocess.Popen[bytes] | None = None
+MS_REC = 0x4000
+MS_PRIVATE = 1 << 18
+MNT_DETACH = 2
+# Kept in every private namespace (with everything below them): the kernel's own file systems.
+SYSTEM_TREES = ("/proc", "/sys", "/dev")
+# Host directories reseal's tools and libraries come from.
+TOOL_PATHS = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc")
+
+
+@dataclass
+class _Namespace:
+    """The private mount namespace a thread is in, and how to leave it."""
+
+    origin: int  # descriptor of the namespace the thread came from
+    cwd: int  # descriptor of the working directory to return to
+    keeper: subprocess.Popen[bytes]
+    depth: int = 1
+
+
+_threads = threading.local()
+
+
+@contextlib.contextmanager
+def private_mount_namespace(keep: Sequence[str | Path] = (),
+                            keep_trees: Sequence[str | Path] = ()) -> Iterator[None]:
+    """Run the body in a private mount namespace of this thread (and of the processes it
+    starts), made for it and left at the end.
+
+    The namespace starts as a copy of every mount there is, and a copy keeps a file system
+    alive: another tool could then not detach, re-partition or check its own device after
+    unmounting it. So every mount is detached (lazily) from the copy except the ones reseal
+    needs: `/`, the kernel's trees (/proc, /sys, /dev), the mounts that hold a path of `keep`
+    (the target, the state and work directories, the tools, Python and reseal itself) and
+    everything below a path of `keep_trees` (a directory target and its submounts).
+    Nested uses share the outer namespace. The mounts made inside vanish with the namespace,
+    even when this process is killed (see the module docstring)."""
+    current: _Namespace | None = getattr(_threads, "namespace", None)
+    if current is not None:
+        current.depth += 1
+        try:
+            yield
+        finally:
+            current.depth -= 1
+        return
+    namespace = _enter(keep, keep_trees)
+    _threads.namespace = namespace
+    try:
+        yield
+    finally:
+        _threads.namespace = None
+        _leave(namespace)
 
 
 def enter_private_mount_namespace() -> None:
-    """Give this thread (and the processes it starts) a private mount namespace, once."""
-    global _namespace_owner
-    me = (os.getpid(), threading.get_native_id())
-    with _namespace_lock:
-        if _namespace_owner == me:
-            return
+    """Move this thread into a private mount namespace for good (for tools that build
+    images and never go back); prefer `private_mount_namespace`."""
+    if getattr(_threads, "namespace", None) is None:
+        _threads.namespace = _enter((), ())
+
+
+def _enter(keep: Sequence[str | Path], keep_trees: Sequence[str | Path]) -> _Namespace:
+    paths = _needed_paths(keep) + [os.path.abspath(t) for t in keep_trees]
+    trees = {os.path.realpath(t) for t in keep_trees} | {os.path.abspath(t) for t in keep_trees}
+    origin = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
+    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
         if _libc.unshare(CLONE_NEWNS) != 0:
             err = ctypes.get_errno()
             raise ResealError(
                 f"cannot create a private mount namespace: {os.strerror(err)}; run reseal as root"
             )
-        run(["mount", "--make-rprivate", "/"])
-        _start_keeper()
-        _namespace_owner = me
+        if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+            err = ctypes.get_errno()
+            raise ResealError(f"cannot make the mount namespace private: {os.strerror(err)}")
+        detach_unneeded_mounts(paths, trees)
+        keeper = _start_keeper()
+    except BaseException:
+        with contextlib.suppress(OSError):
+            _setns(origin)
+            os.fchdir(cwd)
+        os.close(origin)
+        os.close(cwd)
+        raise
+    return _Namespace(origin, cwd, keeper)
+
+
+def _leave(namespace: _Namespace) -> None:
+    """Back to the namespace the thread came from; the keeper ends the private one once the
+    processes still in it (FUSE servers that are exiting) are gone."""
+    try:
+        _setns(namespace.origin)
+        os.fchdir(namespace.cwd)
+    except OSError:
+        # cannot go back (this thread shares its file-system context): stay, as before
+        _threads.namespace = namespace
+        return
+    finally:
+        if _threads.namespace is None:
+            os.close(namespace.origin)
+            os.close(namespace.cwd)
+    keeper = namespace.keeper
+    with contextlib.suppress(OSError):
+        keeper.send_signal(signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        keeper.wait(timeout=5)
+
+
+def _setns(fd: int) -> None:
+    if _libc.setns(fd, CLONE_NEWNS) != 0:
+        err = ctypes.get_errno()
+        raise OSError(err, os.strerror(err))
+
+
+def _needed_paths(keep: Sequence[str | Path]) -> list[str]:
+    """Host paths whose mounts a private namespace keeps."""
+    import reseal
+
+    candidates: list[str | Path] = [
+        *keep, os.getcwd(), tempfile.gettempdir(), sys.prefix, sys.exec_prefix,
+        sys.base_prefix, os.path.dirname(sys.executable), Path(reseal.__file__).parent,
+        *sys.path, *TOOL_PATHS, *os.environ.get("PATH", "").split(os.pathsep),
+    ]
+    found: list[str] = []
+    for candidate in candidates:
+        if not candidate:
+            continue
+        for path in (os.path.abspath(candidate), os.path.realpath(candidate)):
+            if path not in found:
+                found.append(path)
+    return found
+
+
+@dataclass(frozen=True)
+class MountEntry:
+    """One line of /proc/<pid>/mountinfo."""
+
+    mount_id: int
+    parent_id: int
+    device: str  # "major:minor"
+    mountpoint: str
+
+
+def read_mountinfo(table: str = "/proc/thread-self/mountinfo") -> list[MountEntry]:
+    entries = []
+    with open(table) as handle:
+        for line in handle:
+            fields = line.split()
+            if len(fields) > 4:
+                entries.append(MountEntry(int(fields[0]), int(fields[1]), fields[2],
+                                          _unescape(fields[4])))
+    return entries
+
+
+def _is_under(path: str, top: str) -> bool:
+    return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def detach_unneeded_mounts(paths: Sequence[str], trees: Sequence[str] | set[str] = ()) -> int:
+    """Lazily detach, in this thread's (private) namespace, every mount that holds none of
+    `paths`, is not below one of `trees` and is not a kernel tree; returns how many."""
+    entries = read_mountinfo()
+    detached: set[int] = set()
+    count = 0
+    for entry in sorted(entries, key=lambda e: e.mountpoint.count("/")):
+        point = entry.mountpoint
+        if entry.parent_id in detached:
+            detached.add(entry.mount_id)  # went with its parent
+            continue
+        if point == "/" or any(_is_under(point, top) for top in SYSTEM_TREES):
+            continue
+        if any(_is_under(path, point) for path in paths):
+            continue  # holds a needed path (or is one of its ancestors)
+        if any(_is_under(point, tree) for tree in trees):
+            continue
+        if _libc.umount2(os.fsencode(point), MNT_DETACH) == 0:
+            count += 1
+        detached.add(entry.mount_id)
+    return count
 
 
 KEEPER = """
@@ -97,11 +259,10 @@ def _keeper_preexec() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _start_keeper() -> None:
+def _start_keeper() -> subprocess.Popen[bytes]:
     """The namespace's last process (see the module docstring); its own session, so a kill of
     our process group does not take it down at the same moment as the daemons."""
-    global _keeper
-    _keeper = subprocess.Popen(
+    return subprocess.Popen(
         [sys.executable, "-S", "-c", KEEPER, str(os.getpid())],
         stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=_keeper_preexec, start_new_session=True,

@@ -2,15 +2,16 @@
 
 container (raw | qemu FUSE export) -> reseal's partition parser -> one autoclear loop device
 per partition -> a mount per known file system (kernel, ntfs-3g, pyfatfs FUSE) -> GuestFS -> systems.
-Everything runs in a private mount namespace and is released in reverse order on exit.
+Every file system is mounted read-only first and read-write only when the first write to it is
+due (`MountTable.writable_for`), so a refused run, and every volume a run leaves alone, keeps
+every byte. Everything runs in a private mount namespace (`attach.private_mount_namespace`) and
+a private work directory (`workdirs.work_dir`) and is released in reverse order on exit.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
-import shutil
-import tempfile
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,8 +21,8 @@ from reseal.errors import BadInput, CorruptData, ResealError
 from reseal.image.attach import (
     FuseStartError,
     attach_loop,
-    enter_private_mount_namespace,
     mount_options_of,
+    private_mount_namespace,
     refuse_if_in_use,
     run,
     unmount,
@@ -35,7 +36,8 @@ from reseal.image.guestfs import GuestFS
 from reseal.image.model import DiskLayout, LinuxSystem, Partition, Volume
 from reseal.image.partitions import read_layout
 from reseal.image.target import OpenOptions, Target
-from reseal.image.volumes import MountRequest, is_kernel_mounted, mount_kernel_fs, mount_volume
+from reseal.image.volumes import MountRequest, VolumeMount, mount_volume
+from reseal.image.workdirs import work_base, work_dir
 
 # GPT types that never hold a file system worth mounting
 SKIPPED_TYPES = frozenset(
@@ -60,30 +62,28 @@ def open_disk(path: Path, options: OpenOptions) -> Iterator[Target]:
     if kind == "raw" and path.stat().st_size == 0:
         raise BadInput(f"{path}: the file is empty; expected a disk image")
     refuse_if_in_use(path)
-    enter_private_mount_namespace()
-    workdir = Path(tempfile.mkdtemp(prefix="reseal-"))
-    try:
-        with contextlib.ExitStack() as stack:
-            raw_path = path
-            if kind in QEMU_FORMATS:
-                raw_path = stack.enter_context(
-                    qemu_raw_export(path, kind, options.writable and not options.dry_run, workdir)
-                )
-            target = Target(source=path, kind=kind, options=options, raw_path=raw_path)
-            mounts = MountTable(target)
-            target.offline_switch = mounts.offline
-            stream = stack.enter_context(open(raw_path, "rb"))
-            size = _size_of(stream)
-            target.layout = read_layout(stream, size, str(path))
-            for volume in _volumes(target.layout, stream, size):
-                target.volumes.append(volume)
-                _mount(stack, target, volume, workdir, mounts)
-            target.systems = detect_systems([v for v in target.volumes if v.fs is not None])
-            for system in target.linux:
-                _mount_fstab_volumes(stack, target, system, mounts)
-            yield target
-    finally:
-        shutil.rmtree(workdir, ignore_errors=True)
+    keep = [path, work_base(), *options.host_paths]
+    if options.journal is not None:
+        keep.append(options.journal.directory)
+    with work_dir("disk") as workdir, private_mount_namespace(keep), \
+            contextlib.ExitStack() as stack:
+        writable = options.writable and not options.dry_run
+        raw_path = path
+        if kind in QEMU_FORMATS:
+            raw_path = stack.enter_context(qemu_raw_export(path, kind, writable, workdir))
+        target = Target(source=path, kind=kind, options=options, raw_path=raw_path)
+        mounts = MountTable(target)
+        target.offline_switch = mounts.offline
+        stream = stack.enter_context(open(raw_path, "rb"))
+        size = _size_of(stream)
+        target.layout = read_layout(stream, size, str(path))
+        for volume in _volumes(target.layout, stream, size):
+            target.volumes.append(volume)
+            _mount(stack, target, volume, workdir, mounts)
+        target.systems = detect_systems([v for v in target.volumes if v.fs is not None])
+        for system in target.linux:
+            _mount_fstab_volumes(stack, target, system, mounts)
+        yield target
 
 
 def _size_of(stream: BinaryIO) -> int:
@@ -118,20 +118,48 @@ def _reader(stream: BinaryIO, base: int) -> ReadFn:
 
 @dataclass
 class MountTable:
-    """What `open_disk` mounted, so that volumes can be taken offline and brought back."""
+    """What `open_disk` mounted, so that volumes can be made writable when the first write to
+    them is due, taken offline and brought back."""
 
     target: Target
-    requests: dict[str, MountRequest] = field(default_factory=dict)  # kernel mounts by volume
-    binds: dict[Path, Path] = field(default_factory=dict)  # bind point -> source, mount order
+    mounts: dict[str, VolumeMount] = field(default_factory=dict)  # by volume key
+    binds: dict[Path, str] = field(default_factory=dict)  # bind point -> volume key, in order
 
-    def bind(self, source: Path, host_dir: Path) -> None:
-        run(["mount", "--bind", str(source), str(host_dir)])
-        self.binds[host_dir] = source
+    def bind(self, key: str, host_dir: Path) -> None:
+        run(["mount", "--bind", str(self.mounts[key].request.mountpoint), str(host_dir)])
+        self.binds[host_dir] = key
+
+    def writable_for(self, host_path: Path) -> None:
+        """Before a write to `host_path`: mount the volume that holds it read-write."""
+        key = self.volume_key_of(host_path)
+        if key is not None:
+            self.make_writable(key)
+
+    def volume_key_of(self, host_path: Path) -> str | None:
+        """The volume a host path lies on (through the bind mounts below a Linux root)."""
+        path = os.path.realpath(host_path)
+        places = [(os.path.realpath(d), key) for d, key in self.binds.items()]
+        places += [(os.path.realpath(m.request.mountpoint), key) for key, m in self.mounts.items()]
+        best: tuple[int, str] | None = None
+        for place, key in places:
+            if (path == place or path.startswith(place + "/")) and (
+                    best is None or len(place) > best[0]):
+                best = (len(place), key)
+        return best[1] if best else None
+
+    def make_writable(self, key: str) -> None:
+        mount = self.mounts[key]
+        options = self.target.options
+        if mount.writable or not options.writable or options.dry_run:
+            return
+        with self._unmounted([key], writable_after={key: True}):
+            pass
 
     @contextlib.contextmanager
     def offline(self, volumes: Sequence[Volume]) -> Iterator[None]:
         for volume in volumes:
-            if volume.fs is not None and volume.key not in self.requests:
+            if volume.fs is not None and not (volume.key in self.mounts
+                                              and self.mounts[volume.key].kernel):
                 raise ResealError(f"{volume.key}: a {volume.fstype} volume mounted through FUSE "
                                   "cannot be taken offline")
             if volume.fs is None and volume.partition is None:
@@ -139,39 +167,53 @@ class MountTable:
         if self.target.options.dry_run:
             yield
             return
-        unmounted: list[Volume] = []
+        keys = [v.key for v in volumes if v.fs is not None]
         loops = []
+        with self._unmounted(keys, writable_after={}):
+            try:
+                for volume in volumes:
+                    if volume.fs is None and volume.partition is not None and \
+                            self.target.raw_path is not None:
+                        loop = attach_loop(self.target.raw_path, volume.partition.start,
+                                           volume.partition.size, read_only=False)
+                        loops.append(loop)
+                        volume.device = loop.path
+                yield
+            finally:
+                for loop in loops:
+                    loop.close()
+                for volume in volumes:
+                    if volume.fs is None:
+                        volume.device = ""
+
+    @contextlib.contextmanager
+    def _unmounted(self, keys: Sequence[str], writable_after: dict[str, bool]) -> Iterator[None]:
+        """Unmount the bind mounts and the volumes `keys`; mount them back on exit, at the
+        same places (read-write where `writable_after` says so, else as they were), so
+        GuestFS objects stay valid. A failure to mount back stops the run (see _remount)."""
+        down: list[tuple[str, bool]] = []
         try:
             for host_dir in reversed(self.binds):
                 unmount_strict(host_dir)
-            for volume in volumes:
-                if volume.fs is not None:
-                    unmount_strict(self.requests[volume.key].mountpoint)
-                    unmounted.append(volume)
-                elif volume.partition is not None and self.target.raw_path is not None:
-                    loop = attach_loop(self.target.raw_path, volume.partition.start,
-                                       volume.partition.size, read_only=False)
-                    loops.append(loop)
-                    volume.device = loop.path
+            for key in keys:
+                mount = self.mounts[key]
+                was_writable = mount.writable
+                mount.unmount()
+                down.append((key, was_writable))
             yield
         finally:
-            for loop in loops:
-                loop.close()
-            for volume in volumes:
-                if volume.fs is None:
-                    volume.device = ""
-            for volume in unmounted:  # a failure here must stop the run: see _remount
-                _remount(self.requests[volume.key], volume)
-            for host_dir, source in self.binds.items():
+            for key, was_writable in down:
+                _remount(self.mounts[key], writable_after.get(key, was_writable))
+            for host_dir, key in self.binds.items():
                 if mount_options_of(host_dir) is None:
-                    self.bind(source, host_dir)
+                    self.bind(key, host_dir)
 
 
-def _remount(request: MountRequest, volume: Volume) -> None:
+def _remount(mount: VolumeMount, writable: bool) -> None:
     """Mount a volume back where it was; if that fails the run must not go on writing into
-    the empty mount point (that would be the host's temporary directory)."""
+    the empty mount point (that would be the host's work directory)."""
     try:
-        mount_kernel_fs(request, volume.device)
+        mount.mount(writable)
     except ResealError as exc:
         raise ResealError(f"{exc}; it was unmounted to change it and could not be mounted "
                           "again; the run stopped here") from None
@@ -184,13 +226,14 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
     if part.type_id in SKIPPED_TYPES or volume.fstype in ("", "swap"):
         return
     options = target.options
+    writable = options.writable and not options.dry_run
     request = MountRequest(
         backing=target.raw_path,
         offset=part.start,
         size=part.size,
         fstype=volume.fstype,
         mountpoint=workdir / volume.key,
-        writable=options.writable and not options.dry_run,
+        writable=writable,
         allow_unclean_ntfs=options.allow_unclean_ntfs,
         where=f"{target.source} partition {part.index}" if part.index else str(target.source),
         workdir=workdir,
@@ -206,18 +249,18 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
         target.warnings.append(f"{volume.key}: FAT volume not mounted: {exc}")
         return
     volume.device = mounted.device
-    volume.read_only = mounted.read_only
-    if is_kernel_mounted(volume.fstype):
-        mounts.requests[volume.key] = request
+    volume.read_only = not options.writable or mounted.stays_read_only
+    mounts.mounts[volume.key] = mounted
     volume.notes.extend(mounted.notes)
     target.warnings.extend(f"{volume.key}: {note}" for note in mounted.notes)
     volume.fs = GuestFS(
         request.mountpoint,
         key=volume.key,
-        read_only=not options.writable or mounted.read_only and not options.dry_run,
+        read_only=volume.read_only,
         journal=options.journal,
         dry_run=options.dry_run,
         listener=options.listener,
+        before_write=mounts.writable_for if writable else None,
     )
 
 
@@ -246,7 +289,7 @@ def _mount_fstab_volumes(stack: contextlib.ExitStack, target: Target, system: Li
                 f"fstab {entry.mountpoint}: no such directory in the image; not mounted"
             )
             continue
-        mounts.bind(volume.fs.root, host_dir)
+        mounts.bind(volume.key, host_dir)
         stack.callback(unmount, host_dir)
         system.extra_volumes[entry.mountpoint] = volume
 

@@ -18,10 +18,11 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from reseal.errors import ResealError, UnsafePath
-from reseal.fileio import atomic_write, fsync_directory, path_xattr
+from reseal.fileio import TEMP_PREFIX, atomic_write, fsync_directory, path_xattr
 from reseal.journal import Journal
 
 MAX_SYMLINK_HOPS = 40
+LITTER_PREFIXES = (TEMP_PREFIX, ".fuse_hidden")
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,9 @@ class FileChange:
 
 
 ChangeListener = Callable[[FileChange], None]
+# Called with the host path before anything under it is written: the disk opener mounts the
+# volume that holds it read-write at that moment (volumes are mounted read-only until then).
+WriteHook = Callable[[Path], None]
 
 
 class GuestFS:
@@ -50,6 +54,7 @@ class GuestFS:
         journal: Journal | None = None,
         dry_run: bool = False,
         listener: ChangeListener | None = None,
+        before_write: WriteHook | None = None,
     ) -> None:
         self.root = Path(os.path.realpath(root))
         self.key = key
@@ -57,6 +62,7 @@ class GuestFS:
         self.journal = journal
         self.dry_run = dry_run
         self.listener = listener
+        self.before_write = before_write
 
     # ----------------------------------------------------------------- resolution
     def resolve(self, guest_path: str | PurePosixPath, *, follow_last: bool = True) -> Path:
@@ -192,6 +198,11 @@ class GuestFS:
         if self.listener is not None:
             self.listener(change)
 
+    def _prepare_write(self, host: Path) -> None:
+        """The last step before `host` changes: its volume becomes writable."""
+        if self.before_write is not None:
+            self.before_write(host)
+
     def write_bytes(self, path: str, data: bytes, *, mode: int | None = None) -> None:
         """Replace (or create) a file atomically, recording its old content for undo."""
         self._check_writable(path)
@@ -211,6 +222,7 @@ class GuestFS:
             return
         if not host.parent.is_dir():
             raise ResealError(f"{path}: its directory does not exist in the image")
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record(self.key, guest, host)
         atomic_write(host, data, mode=mode)
@@ -232,6 +244,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "remove", st.st_size, None))
         if self.dry_run:
             return True
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record(self.key, guest, host)
         os.unlink(host)
@@ -263,6 +276,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "mkdir", None, None))
         if self.dry_run:
             return
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record_created_dir(self.key, guest)
         os.mkdir(host, mode)
@@ -279,6 +293,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "rmdir", None, None))
         if self.dry_run:
             return True
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record_removed_dir(self.key, guest, stat.S_IMODE(os.lstat(host).st_mode))
         os.rmdir(host)
@@ -293,6 +308,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "create", None, None))
         if self.dry_run:
             return
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record(self.key, guest, host)
         tmp = host.parent / f".reseal-tmp-link-{os.getpid()}"
@@ -300,6 +316,30 @@ class GuestFS:
             os.unlink(tmp)
         os.symlink(target, tmp)
         os.replace(tmp, host)
+
+    def rename(self, source: str, path: str) -> None:
+        """Move a file over `path` in one step (rename(2) in one directory), so that `path`
+        holds either its old file or the new one at every moment; both are journaled."""
+        self._check_writable(path)
+        src = self.resolve(source, follow_last=False)
+        host = self.resolve(path, follow_last=False)
+        if src.parent != host.parent:
+            raise ResealError(f"{source} -> {path}: reseal renames within one directory only")
+        src_st = os.lstat(src)
+        old_size = None
+        with contextlib.suppress(FileNotFoundError):
+            old_size = os.lstat(host).st_size
+        guest_src, guest = self.guest_path_of(src), self.guest_path_of(host)
+        self._notify(FileChange(self.key, guest, "write" if old_size is not None else "create",
+                                old_size, src_st.st_size))
+        if self.dry_run:
+            return
+        self._prepare_write(host)
+        if self.journal is not None:
+            self.journal.record(self.key, guest_src, src)
+            self.journal.record(self.key, guest, host)
+        os.replace(src, host)
+        fsync_directory(host.parent)
 
     def set_xattr(self, path: str, name: str, value: bytes) -> None:
         """Set an extended attribute of `path` itself (never through a link), recording its
@@ -311,6 +351,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "xattr", len(old), len(value)))
         if self.dry_run:
             return
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record_xattr(self.key, guest, name, old)
         os.setxattr(host, name, value, follow_symlinks=False)
@@ -318,6 +359,7 @@ class GuestFS:
     def restore_xattr(self, guest_path: str, name: str, value: bytes) -> None:
         """Undo helper: put an extended attribute's old value back."""
         host = self.resolve(guest_path, follow_last=False)
+        self._prepare_write(host)
         os.setxattr(host, name, value, follow_symlinks=False)
 
     def copy_in(self, host_source: Path, path: str, *, mode: int | None = None) -> None:
@@ -336,6 +378,9 @@ class GuestFS:
                              uid: int | None, gid: int | None) -> None:
         """Undo helper: put back old bytes (or remove a file the run created)."""
         host = self.resolve(guest_path, follow_last=False)
+        if data is None and not os.path.lexists(host):
+            return
+        self._prepare_write(host)
         if data is None:
             with contextlib.suppress(FileNotFoundError):
                 if host.is_dir() and not host.is_symlink():
@@ -347,6 +392,47 @@ class GuestFS:
         if uid is not None and gid is not None:
             with contextlib.suppress(OSError):
                 os.chown(host, uid, gid, follow_symlinks=False)
+
+
+    def restore_removed_dir(self, guest_path: str, mode: int) -> None:
+        """Undo helper: make again a directory the run removed."""
+        host = self.resolve(guest_path, follow_last=False)
+        if host.is_dir():
+            return
+        self._prepare_write(host)
+        os.makedirs(host, mode=mode, exist_ok=True)
+
+    def remove_created_dir(self, guest_path: str) -> bool:
+        """Undo helper: remove a directory the run made, if it is empty again."""
+        host = self.resolve(guest_path, follow_last=False)
+        if host.is_symlink() or not host.is_dir() or any(host.iterdir()):
+            return False
+        self._prepare_write(host)
+        try:
+            os.rmdir(host)
+        except OSError:
+            return False
+        return True
+
+    def remove_litter(self, guest_dir: str) -> list[str]:
+        """Undo helper: remove what a killed run can leave in a directory it wrote to: its
+        temporary files (`.reseal-tmp-*`) and the FUSE servers' `.fuse_hidden*` files of
+        files it replaced while they were open. Returns the guest paths removed."""
+        try:
+            host_dir = self.resolve(guest_dir)
+            names = [n for n in os.listdir(host_dir) if n.startswith(LITTER_PREFIXES)]
+        except (OSError, ResealError):
+            return []
+        removed = []
+        for name in names:
+            host = host_dir / name
+            if os.path.isdir(host) and not os.path.islink(host):
+                continue
+            self._prepare_write(host)
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(host)
+                removed.append(_join(guest_dir, name))
+        return removed
 
 
 def _split(path: str) -> list[str]:

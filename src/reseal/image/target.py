@@ -12,6 +12,7 @@ from pathlib import Path
 from reseal.errors import BadInput, ResealError
 from reseal.image.detect import detect_systems
 from reseal.image.guestfs import ChangeListener, GuestFS
+from reseal.image.lock import target_lock
 from reseal.image.model import DiskLayout, LinuxSystem, System, Volume, WindowsSystem
 from reseal.journal import Journal
 
@@ -25,6 +26,9 @@ class OpenOptions:
     allow_unclean_ntfs: bool = False
     journal: Journal | None = None
     listener: ChangeListener | None = None
+    # host files and directories the run reads or writes while the target is open (answer
+    # file material, driver packages, the run directory): kept in its mount namespace
+    host_paths: tuple[Path, ...] = ()
 
 
 @dataclass
@@ -69,18 +73,22 @@ class Target:
 
 @contextlib.contextmanager
 def open_target(source: str | Path, options: OpenOptions | None = None) -> Iterator[Target]:
-    """Open `source`; every loop device, mount and FUSE process is released on exit."""
+    """Open `source`; every loop device, mount and FUSE process is released on exit.
+
+    A target opened to be changed is locked (exclusively) for as long as it is open, one
+    opened to be read with a shared lock: see `reseal.image.lock`."""
     options = options or OpenOptions()
     path = Path(source)
     if not path.exists():
         raise BadInput(f"{source}: no such file, block device or directory")
-    if path.is_dir():
-        yield _open_directory(path, options)
-        return
-    from reseal.image.disk import open_disk  # image files need the attach machinery
+    with target_lock(path, exclusive=options.writable and not options.dry_run):
+        if path.is_dir():
+            yield _open_directory(path, options)
+            return
+        from reseal.image.disk import open_disk  # image files need the attach machinery
 
-    with open_disk(path, options) as target:
-        yield target
+        with open_disk(path, options) as target:
+            yield target
 
 
 def _open_directory(path: Path, options: OpenOptions) -> Target:

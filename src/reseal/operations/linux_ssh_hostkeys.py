@@ -1,9 +1,11 @@
 """linux-ssh-hostkeys: clones must not share the master's SSH host keys.
 
 New keys are made with the host's ssh-keygen (never a binary from the image) in a private
-temporary directory, then copied into the image's /etc/ssh through GuestFS: private keys 0600,
-public keys 0644, owned by root (old files are removed first so the new ones are created by
-root rather than inheriting the old owner).
+work directory (never /tmp; see `reseal.image.workdirs`), then written into the image's
+/etc/ssh through GuestFS as new files beside the old ones (private keys 0600, public keys 0644,
+owned by root, never inheriting an old owner) and renamed over them, so a run killed at any
+moment leaves a full set of host keys, old or new. Only then are key types that are not kept,
+and certificates of the old keys, removed.
 """
 
 from __future__ import annotations
@@ -11,14 +13,15 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput, ResealError
+from reseal.fileio import TEMP_PREFIX
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
+from reseal.image.workdirs import work_dir
 from reseal.linux.guest import os_release
 from reseal.linux.osrelease import Family
 from reseal.linux.ssh import ssh_fingerprint
@@ -31,6 +34,7 @@ KEY_TYPES = ("rsa", "ecdsa", "ed25519", "dsa")
 DEFAULT_TYPES = ("rsa", "ecdsa", "ed25519")
 KEY_FILE = re.compile(r"^ssh_host_([a-z0-9]+)_key$")
 MODES = ("generate", "remove")
+STAGED_PREFIX = f"{TEMP_PREFIX}key-"  # a new key beside the old one, before the rename
 # Units that make missing host keys on boot, per distribution.
 REGENERATING_UNITS = (
     "/usr/lib/systemd/system/sshd-keygen@.service",  # Fedora/RHEL
@@ -103,14 +107,8 @@ def apply(ctx: OperationContext) -> None:
         ctx.note("the image had no SSH host keys; none are added (ask for types to add some)")
         return
 
-    for key_type in had:
-        for suffix in ("", ".pub", "-cert.pub"):
-            path = f"{SSH_DIR}/ssh_host_{key_type}_key{suffix}"
-            if fs.exists(path):
-                fs.remove(path)
-                ctx.change(path, "remove", old_prints.get(key_type) if suffix == ".pub" else None)
-
     if options.mode == "remove":
+        _remove_keys(ctx, had, old_prints)
         for key_type in had:
             ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), None)
         _warn_if_not_regenerated(ctx)
@@ -121,6 +119,7 @@ def apply(ctx: OperationContext) -> None:
         for key_type in types:
             ctx.change(f"{SSH_DIR}/ssh_host_{key_type}_key", "create", None, "(new key)")
             ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), "(new key)")
+        _remove_keys(ctx, [t for t in had if t not in types], old_prints, certificates_of=had)
         return
     keygen = shutil.which("ssh-keygen")
     if keygen is None:
@@ -128,32 +127,68 @@ def apply(ctx: OperationContext) -> None:
             "linux-ssh-hostkeys: ssh-keygen is not installed on this host; "
             "install openssh-client or use mode=remove"
         )
-    with tempfile.TemporaryDirectory(prefix="reseal-ssh-") as tmp:
-        # the key types are generated in parallel: RSA alone takes most of a second
-        running = {}
-        for key_type in types:
-            private = Path(tmp) / f"ssh_host_{key_type}_key"
-            argv = [keygen, "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(private)]
-            if key_type == "rsa":
-                argv[2:2] = ["-b", str(options.rsa_bits)]
-            running[key_type] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
-                                                 stderr=subprocess.PIPE, text=True)
-        failures = []
-        for key_type, process in running.items():
-            _out, err = process.communicate(timeout=120)
-            if process.returncode != 0:
-                failures.append(f"ssh-keygen -t {key_type} failed: {err.strip() or process.returncode}")
-        if failures:
-            raise ResealError(f"linux-ssh-hostkeys: {'; '.join(failures)}")
-        for key_type in types:
-            private = Path(tmp) / f"ssh_host_{key_type}_key"
-            public_text = private.with_suffix(".pub").read_text()
+    with work_dir("ssh") as tmp:
+        keys = _generate(keygen, tmp, types, comment, options.rsa_bits)
+        # Every moment leaves a full key set: each new pair is written beside the old one
+        # (fresh files, owned by root) and renamed over it; only then is anything removed.
+        for key_type, (private, public) in keys.items():
             guest = f"{SSH_DIR}/ssh_host_{key_type}_key"
-            fs.copy_in(private, guest, mode=0o600)
-            fs.copy_in(private.with_suffix(".pub"), guest + ".pub", mode=0o644)
-            new_print = fingerprint(public_text)
+            staged_private = f"{SSH_DIR}/{STAGED_PREFIX}ssh_host_{key_type}_key"
+            staged_public = staged_private + ".pub"
+            for staged in (staged_private, staged_public):
+                fs.remove(staged)  # a leftover of an interrupted run: never inherit it
+            fs.write_bytes(staged_private, private, mode=0o600)
+            fs.write_bytes(staged_public, public, mode=0o644)
+            fs.rename(staged_private, guest)
+            fs.rename(staged_public, guest + ".pub")
+            new_print = fingerprint(public.decode(errors="replace"))
             ctx.change(guest + ".pub", "create", old_prints.get(key_type), new_print)
             ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), new_print)
+    _remove_keys(ctx, [t for t in had if t not in types], old_prints, certificates_of=had)
+
+
+def _remove_keys(ctx: OperationContext, key_types: list[str], old_prints: dict[str, str],
+                 certificates_of: list[str] | None = None) -> None:
+    """Remove the key files of `key_types`, and the certificates of `certificates_of` (a
+    certificate names the old key: it is wrong for a new one)."""
+    fs = ctx.system.fs
+    paths = [f"{SSH_DIR}/ssh_host_{t}_key{suffix}" for t in key_types
+             for suffix in ("", ".pub", "-cert.pub")]
+    paths += [f"{SSH_DIR}/ssh_host_{t}_key-cert.pub" for t in certificates_of or []
+              if t not in key_types]
+    for path in paths:
+        if fs.exists(path):
+            fs.remove(path)
+            key_type = path.split("ssh_host_", 1)[1].split("_key", 1)[0]
+            ctx.change(path, "remove", old_prints.get(key_type) if path.endswith("_key.pub")
+                       else None)
+
+
+def _generate(keygen: str, directory: Path, types: list[str], comment: str, rsa_bits: int
+              ) -> dict[str, tuple[bytes, bytes]]:
+    """New key pairs (private, public bytes) made by the host's ssh-keygen in `directory`
+    (a private work directory, never /tmp), in parallel: RSA alone takes most of a second."""
+    running = {}
+    for key_type in types:
+        private = directory / f"ssh_host_{key_type}_key"
+        argv = [keygen, "-q", "-t", key_type, "-N", "", "-C", comment, "-f", str(private)]
+        if key_type == "rsa":
+            argv[2:2] = ["-b", str(rsa_bits)]
+        running[key_type] = subprocess.Popen(argv, stdout=subprocess.DEVNULL,
+                                             stderr=subprocess.PIPE, text=True)
+    failures = []
+    for key_type, process in running.items():
+        _out, err = process.communicate(timeout=120)
+        if process.returncode != 0:
+            failures.append(f"ssh-keygen -t {key_type} failed: {err.strip() or process.returncode}")
+    if failures:
+        raise ResealError(f"linux-ssh-hostkeys: {'; '.join(failures)}")
+    keys = {}
+    for key_type in types:
+        private = directory / f"ssh_host_{key_type}_key"
+        keys[key_type] = (private.read_bytes(), private.with_suffix(".pub").read_bytes())
+        private.unlink()
+    return keys
 
 
 def _warn_if_not_regenerated(ctx: OperationContext) -> None:

@@ -8,17 +8,20 @@ after every operation has run.
 
 from __future__ import annotations
 
+import contextlib
 import importlib
 import os
 import secrets
+import stat
 import sys
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from reseal.errors import BadInput, ResealError
+from reseal.errors import BadInput, Refused, ResealError
 from reseal.image.guestfs import FileChange
+from reseal.image.lock import target_lock
 from reseal.image.model import LinuxSystem, OSFamily, System
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal
@@ -40,6 +43,8 @@ class RunSettings:
     only: list[str] | None = None  # exactly these operations (overrides defaults)
     options: dict[str, Any] = field(default_factory=dict)  # op name -> options dataclass
     allow_unclean_ntfs: bool = False
+    # the target may be the root of the system reseal runs on (first boot of a clone)
+    allow_running_system: bool = False
 
 
 @dataclass
@@ -150,6 +155,44 @@ def apply_operations(
                 commit()
 
 
+def refuse_running_system(target_path: str | Path, settings: RunSettings) -> None:
+    """The running system's own root is not an offline image: changing its identity under
+    its feet is only right when asked for by name (first boot of a clone)."""
+    if settings.allow_running_system or not is_running_root(target_path):
+        return
+    raise Refused(f"{target_path}: this is the root of the running system, not an offline "
+                  "image; to give this machine itself a new identity (first boot of a clone), "
+                  "pass --running-system")
+
+
+def is_running_root(path: str | Path) -> bool:
+    """True when `path` is (a bind mount or link of) this system's own root directory."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return False
+    if not stat.S_ISDIR(st.st_mode):
+        return False
+    for root in ("/", "/proc/1/root"):
+        with contextlib.suppress(OSError):
+            other = os.stat(root)
+            if (st.st_dev, st.st_ino) == (other.st_dev, other.st_ino):
+                return True
+    return False
+
+
+def host_paths(settings: RunSettings, run_dir: Path | None) -> tuple[Path, ...]:
+    """Host files the run reads while the target is open (driver packages), and where it
+    writes its journal: its mount namespace keeps the mounts that hold them."""
+    paths = [state_dir()]
+    if run_dir is not None:
+        paths.append(run_dir)
+    for options in settings.options.values():
+        for item in getattr(options, "paths", None) or []:
+            paths.append(Path(item))
+    return tuple(paths)
+
+
 def run_generalize(
     target_path: str | Path,
     settings: RunSettings,
@@ -157,8 +200,19 @@ def run_generalize(
     dry_run: bool = False,
     run_dir: Path | None = None,
 ) -> RunResult:
-    """Generalize one target. Raises BadInput before touching anything on bad input."""
+    """Generalize one target. Raises BadInput before touching anything on bad input.
+
+    The target is locked for the whole run (one run per image: `reseal.image.lock`), and
+    opened with every file system read-only; each becomes writable only when an operation
+    writes to it, after every operation validated its input."""
     operations = select_operations(settings)
+    refuse_running_system(target_path, settings)
+    with target_lock(target_path, exclusive=not dry_run):
+        return _run_locked(target_path, settings, operations, dry_run, run_dir)
+
+
+def _run_locked(target_path: str | Path, settings: RunSettings, operations: list[Operation],
+                dry_run: bool, run_dir: Path | None) -> RunResult:
     report = RunReport.start(str(target_path), settings.machine, dry_run)
     file_changes: list[FileChange] = []
     journal: Journal | None = None
@@ -176,12 +230,14 @@ def run_generalize(
         allow_unclean_ntfs=settings.allow_unclean_ntfs,
         journal=journal,
         listener=file_changes.append,
+        host_paths=host_paths(settings, run_dir),
     )
     log = RunLog()
     try:
         with open_target(target_path, options) as target:
-            # Validation happens before any operation writes: bad input leaves the image as
-            # it was and no journal or report behind.
+            # Validation happens before any operation writes (every file system is still
+            # mounted read-only): bad input leaves the image as it was and no journal or
+            # report behind.
             validate(operations, settings, {system_family(s) for s in target.systems})
             report.systems = [f"{system_family(s)}:{s.volume.key}" for s in target.systems]
             log.warnings.extend(target.warnings)

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from reseal.errors import BadInput, ResealError
 from reseal.image.fsuuid import UuidChange, set_fs_uuid
+from reseal.image.model import Volume
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal, JournalEntry, read_entries
 
@@ -20,6 +19,7 @@ class UndoResult:
     directories_removed: int
     uuids_restored: int = 0
     attributes_restored: int = 0  # e.g. NTFS ACLs
+    litter_removed: int = 0  # temporary files a killed run left beside the files it wrote
 
 
 def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
@@ -29,7 +29,8 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
     entries = list(read_entries(journal_dir))
     journal = Journal(journal_dir)
     restored = removed = dirs = attributes = 0
-    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs)
+    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs,
+                          host_paths=(journal_dir,))
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
         uuid_entries = [e for e in entries if e.kind == "fs-uuid"]
@@ -45,8 +46,7 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
             fs = volumes[entry.volume].fs
             assert fs is not None
             if entry.kind == "rmdir":
-                host = fs.resolve(entry.path, follow_last=False)
-                os.makedirs(host, mode=entry.mode or 0o755, exist_ok=True)
+                fs.restore_removed_dir(entry.path, entry.mode or 0o755)
                 continue
             if entry.kind == "xattr":
                 assert entry.old_value is not None
@@ -54,10 +54,7 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 attributes += 1
                 continue
             if entry.kind == "dir":
-                host = fs.resolve(entry.path, follow_last=False)
-                with contextlib.suppress(OSError):
-                    os.rmdir(host)
-                    dirs += 1
+                dirs += fs.remove_created_dir(entry.path)
                 continue
             if entry.existed:
                 fs.restore_from_journal(
@@ -67,8 +64,22 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
             else:
                 fs.restore_from_journal(entry.path, None, None, None, None)
                 removed += 1
+        litter = _remove_litter(volumes, entries)
         uuids = _restore_uuids(target, uuid_entries)
-    return UndoResult(restored, removed, dirs, uuids, attributes)
+    return UndoResult(restored, removed, dirs, uuids, attributes, litter)
+
+
+def _remove_litter(volumes: dict[str, Volume], entries: list[JournalEntry]) -> int:
+    """A run killed in the middle of a write leaves its temporary file beside the file it
+    was replacing; every such directory is one the journal names."""
+    directories = {(e.volume, str(PurePosixPath(e.path).parent)) for e in entries
+                   if e.kind in ("file", "dir")}
+    count = 0
+    for key, directory in sorted(directories):
+        fs = volumes[key].fs
+        if fs is not None:
+            count += len(fs.remove_litter(directory))
+    return count
 
 
 def _restore_uuids(target: Target, entries: list[JournalEntry]) -> int:

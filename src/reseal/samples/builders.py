@@ -18,7 +18,7 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from reseal.image.attach import enter_private_mount_namespace, start_fuse
+from reseal.image.attach import private_mount_namespace, start_fuse
 
 MIB = 1 << 20
 ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
@@ -109,13 +109,13 @@ def _ntfs_volume(size_mib: int, start_sector: int, label: str, workdir: Path) ->
     _run("ntfslabel", f"--new-serial={secrets.token_hex(8).upper()}", str(volume))
     mountpoint = workdir / f"mnt-{label}"
     mountpoint.mkdir()
-    enter_private_mount_namespace()
-    daemon = start_fuse(["ntfs-3g", "-o", "no_detach", str(volume), str(mountpoint)],
-                        mountpoint, workdir / f"ntfs-3g-{label}.log")
-    try:
-        yield volume, mountpoint
-    finally:
-        daemon.stop()
+    with private_mount_namespace([workdir]):
+        daemon = start_fuse(["ntfs-3g", "-o", "no_detach", str(volume), str(mountpoint)],
+                            mountpoint, workdir / f"ntfs-3g-{label}.log")
+        try:
+            yield volume, mountpoint
+        finally:
+            daemon.stop()
 
 
 def _copy_sparse(source: Path, image: Path, offset: int) -> None:

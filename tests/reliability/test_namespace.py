@@ -1,0 +1,169 @@
+"""reseal's private mount namespaces pin no file system of anyone else.
+
+A tool that mounted a disk before reseal started and unmounts it while reseal runs must find
+its device free: no reseal process (reseal itself, its keeper, qemu-storage-daemon, the FUSE
+servers) keeps a copy of that mount.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from reseal.samples.builders import SampleImage
+
+from .conftest import cli_env, copy_sample, start_reseal
+
+
+def read_mountinfo(table: str = "/proc/thread-self/mountinfo") -> list[MountLine]:
+    with open(table) as handle:
+        return [MountLine(f[2], f[4].replace("\\040", " ")) for f in
+                (line.split() for line in handle) if len(f) > 4]
+
+
+@dataclass(frozen=True)
+class MountLine:
+    device: str  # major:minor
+    mountpoint: str
+
+
+def _run(*argv: str) -> str:
+    return subprocess.run(list(argv), check=True, capture_output=True, text=True).stdout.strip()
+
+
+@contextlib.contextmanager
+def foreign_file_system(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
+    """A partitioned disk on a loop device with an ext4 on its first partition, mounted the
+    way an imaging tool would: yields (disk device, partition device, mount point)."""
+    disk = tmp_path / "foreign.img"
+    with open(disk, "wb") as handle:
+        handle.truncate(32 << 20)
+    subprocess.run(["sfdisk", "-q", str(disk)], input="start=2048, type=83\n", text=True,
+                   check=True, capture_output=True)
+    device = _run("losetup", "--find", "--show", str(disk))
+    mountpoint = tmp_path / "foreign"
+    mountpoint.mkdir()
+    try:
+        _run("partx", "-a", device)
+        part = f"{device}p1"
+        _run("mkfs.ext4", "-q", part)
+        _run("mount", part, str(mountpoint))
+        yield device, part, mountpoint
+    finally:
+        subprocess.run(["umount", str(mountpoint)], capture_output=True, check=False)
+        subprocess.run(["partx", "-d", device], capture_output=True, check=False)
+        subprocess.run(["losetup", "-d", device], capture_output=True, check=False)
+
+
+def _device_number(device: str) -> str:
+    rdev = os.stat(device).st_rdev
+    return f"{os.major(rdev)}:{os.minor(rdev)}"
+
+
+def _descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (the keeper, qemu-storage-daemon, FUSE servers)."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            children.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
+def _own_mounts_visible(pid: int) -> bool:
+    """True once reseal's namespace exists and its first volume is mounted."""
+    with contextlib.suppress(OSError):
+        if os.readlink(f"/proc/{pid}/ns/mnt") == os.readlink("/proc/self/ns/mnt"):
+            return False
+        entries = read_mountinfo(f"/proc/{pid}/mountinfo")
+        return any(e.mountpoint.endswith("/p3") for e in entries)  # the NTFS volume
+    return False
+
+
+def _holders(pids: list[int], number: str, mountpoint: Path) -> list[str]:
+    found = []
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            for entry in read_mountinfo(f"/proc/{pid}/mountinfo"):
+                if entry.device == number or entry.mountpoint == str(mountpoint):
+                    found.append(f"pid {pid}: {entry.mountpoint}")
+    return found
+
+
+def test_generalize_pins_no_foreign_file_system(windows_qcow2: SampleImage,
+                                                tmp_path: Path) -> None:
+    image = copy_sample(windows_qcow2, tmp_path / "images")
+    env = cli_env(tmp_path)
+    with foreign_file_system(tmp_path) as (device, part, mountpoint):
+        number = _device_number(part)
+        run = start_reseal("generalize", str(image), "--hostname", "PIN-TEST", env=env)
+        stopped = False
+        try:
+            deadline = time.monotonic() + 60
+            while not _own_mounts_visible(run.pid):
+                assert run.poll() is None, run.communicate()
+                assert time.monotonic() < deadline, "reseal never mounted the NTFS volume"
+                time.sleep(0.01)
+            os.kill(run.pid, signal.SIGSTOP)  # hold the run in the middle
+            stopped = True
+            processes = _descendants(run.pid)
+            assert any("qemu-storage-daemon" in Path(f"/proc/{p}/cmdline").read_text(
+                errors="replace") for p in processes if Path(f"/proc/{p}").exists())
+            # the imaging tool is done with its disk: unmount, detach, as it would
+            _run("umount", str(mountpoint))
+            assert _holders(processes, number, mountpoint) == []
+            fd = os.open(part, os.O_RDONLY | os.O_EXCL)  # EBUSY while mounted anywhere
+            os.close(fd)
+            assert subprocess.run(["partx", "-d", device], capture_output=True).returncode == 0
+            assert subprocess.run(["losetup", "-d", device], capture_output=True).returncode == 0
+        finally:
+            if stopped:
+                os.kill(run.pid, signal.SIGCONT)
+            out, err = run.communicate(timeout=300)
+        assert run.returncode == 0, err
+
+
+def test_in_process_namespace_keeps_what_is_needed_and_is_left(tmp_path: Path) -> None:
+    """Inside: the foreign mount is gone, the paths asked for are there. After: the thread is
+    back in its own namespace (so it pins nothing either)."""
+    from reseal.image.attach import private_mount_namespace
+
+    mine = os.readlink("/proc/thread-self/ns/mnt")
+    keep = tmp_path / "keep"
+    keep.mkdir()
+    (keep / "file").write_text("here")
+    with foreign_file_system(tmp_path) as (_device, part, mountpoint):
+        number = _device_number(part)
+        with private_mount_namespace([keep]):
+            assert os.readlink("/proc/thread-self/ns/mnt") != mine
+            assert all(e.device != number for e in read_mountinfo())
+            assert (keep / "file").read_text() == "here"
+            assert Path("/proc/self/status").exists() and Path("/dev/null").exists()
+        assert os.readlink("/proc/thread-self/ns/mnt") == mine
+        assert any(e.device == number for e in read_mountinfo())
+
+
+def test_working_directory_is_kept(tmp_path: Path) -> None:
+    from reseal.image.attach import private_mount_namespace
+
+    here = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        with private_mount_namespace():
+            assert os.getcwd() == str(tmp_path)
+        assert os.getcwd() == str(tmp_path)
+    finally:
+        os.chdir(here)
