@@ -8,6 +8,7 @@ servers) keeps a copy of that mount.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import signal
 import subprocess
@@ -34,7 +35,9 @@ class MountLine:
 
 
 def _run(*argv: str) -> str:
-    return subprocess.run(list(argv), check=True, capture_output=True, text=True).stdout.strip()
+    done = subprocess.run(list(argv), capture_output=True, text=True, check=False)
+    assert done.returncode == 0, f"{' '.join(argv)}: {done.stderr.strip()}"
+    return done.stdout.strip()
 
 
 @contextlib.contextmanager
@@ -50,7 +53,7 @@ def foreign_file_system(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
     mountpoint = tmp_path / "foreign"
     mountpoint.mkdir()
     try:
-        _run("partx", "-a", device)
+        _run("partx", "-u", device)  # adds the partition (or updates a stale one)
         part = f"{device}p1"
         _run("mkfs.ext4", "-q", part)
         _run("mount", part, str(mountpoint))
@@ -103,6 +106,25 @@ def _holders(pids: list[int], number: str, mountpoint: Path) -> list[str]:
     return found
 
 
+def _wait_until_free(part: str, number: str, seconds: float = 60) -> None:
+    """The partition can be opened exclusively (nothing has it mounted). On this shared
+    machine another program's namespace made in the meantime may hold a copy for a while:
+    wait for it, then fail naming who holds it."""
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            os.close(os.open(part, os.O_RDONLY | os.O_EXCL))
+            return
+        except OSError as exc:
+            if exc.errno != errno.EBUSY or time.monotonic() > deadline:
+                pids = [int(p.name) for p in Path("/proc").iterdir() if p.name.isdigit()]
+                holders = _holders(pids, number, Path("/nonexistent"))
+                names = {h: Path(f"/proc/{h.split()[1].rstrip(':')}/cmdline").read_bytes()[:80]
+                         for h in holders if Path(f"/proc/{h.split()[1].rstrip(':')}").exists()}
+                raise AssertionError(f"{part} still busy: {names or exc}") from None
+        time.sleep(0.2)
+
+
 def test_generalize_pins_no_foreign_file_system(windows_qcow2: SampleImage,
                                                 tmp_path: Path) -> None:
     image = copy_sample(windows_qcow2, tmp_path / "images")
@@ -125,8 +147,7 @@ def test_generalize_pins_no_foreign_file_system(windows_qcow2: SampleImage,
             # the imaging tool is done with its disk: unmount, detach, as it would
             _run("umount", str(mountpoint))
             assert _holders(processes, number, mountpoint) == []
-            fd = os.open(part, os.O_RDONLY | os.O_EXCL)  # EBUSY while mounted anywhere
-            os.close(fd)
+            _wait_until_free(part, number)
             assert subprocess.run(["partx", "-d", device], capture_output=True).returncode == 0
             assert subprocess.run(["losetup", "-d", device], capture_output=True).returncode == 0
         finally:
