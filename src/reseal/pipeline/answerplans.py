@@ -5,12 +5,14 @@ table included, so a batch never starts with a machine that would fail its own v
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput
+from reseal.image.lock import target_key
 from reseal.operations import all_operations
 from reseal.operations.base import IdentityRequest, Operation
 from reseal.pipeline.answerfields import ErrorSink, option_fields, resolve_path
@@ -147,8 +149,10 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
         target_text = entry.text("target")
         target = resolve_path(base_dir, target_text) if target_text else None
         if target is not None:
-            unique("target", str(target), entry, entry.at("target"), f"{entry.path}.target",
-                   str(target))
+            # what the target is, not how it is named: a link to another machine's image is
+            # the same image (and a second run on it would undo the identity of the first)
+            unique("target", _target_identity(target), entry, entry.at("target"),
+                   f"{entry.path}.target", str(target))
             if batch is not None and batch.master is not None:
                 entry.sink.add(entry.at("target"), f"{entry.path}.target",
                                "a batch with batch.master makes its own clones; remove target")
@@ -246,3 +250,10 @@ def _with_drivers(plan: GeneralizePlan) -> dict[str, object]:
         options[DRIVER_OPERATION] = dataclasses.replace(
             current, paths=[str(path) for path in plan.drivers])  # type: ignore[type-var]
     return options
+
+
+def _target_identity(target: Path) -> str:
+    if target.exists():
+        with contextlib.suppress(BadInput):
+            return target_key(target)
+    return str(target)
