@@ -92,6 +92,7 @@ class _CountingLoader(yaml.SafeLoader):
     """SafeLoader that only composes (never constructs) and counts alias references."""
 
     alias_count: int = 0
+    depth: int = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -102,7 +103,15 @@ class _CountingLoader(yaml.SafeLoader):
                     problem=f"more than {MAX_ALIASES} aliases: refused as a possible alias bomb",
                     problem_mark=event.start_mark,
                 )
-        return super().compose_node(parent, index)
+        # composing is recursive: refuse deep nesting before Python's own limit is reached
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH:
+                raise yaml.MarkedYAMLError(problem=f"nested deeper than {MAX_DEPTH} levels",
+                                           problem_mark=self.peek_event().start_mark)
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -147,7 +156,14 @@ def load_yaml(path: Path, *, display: str | None = None) -> YNode | None:
         text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise YamlRefused([f"{name}:1:1: (file): not UTF-8 text (byte {exc.start})"]) from exc
-    loader = _CountingLoader(text)
+    try:
+        loader = _CountingLoader(text)  # checks that every character is printable
+    except yaml.reader.ReaderError as exc:
+        line = text.count("\n", 0, exc.position) + 1
+        column = exc.position - (text.rfind("\n", 0, exc.position) + 1) + 1
+        code = exc.character if isinstance(exc.character, int) else ord(exc.character[:1] or " ")
+        raise YamlRefused([f"{name}:{line}:{column}: (yaml): control character U+{code:04X} is "
+                           "not allowed in YAML; remove it"]) from exc
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
@@ -161,11 +177,63 @@ def load_yaml(path: Path, *, display: str | None = None) -> YNode | None:
         loader.dispose()
     if root is None:
         return None
+    sizes: dict[int, int] = {}
+    if _expanded_size(root, sizes, set()) > MAX_EXPANDED_NODES:
+        site, site_path = _bomb_site(root, "", 0, sizes, 0)
+        at = _mark(site)
+        raise YamlRefused([f"{name}:{at.line}:{at.column}: {site_path or '(top)'}: aliases "
+                           f"expand to more than {MAX_EXPANDED_NODES} values: refused as an "
+                           "alias bomb"])
     counter = _Counter()
     tree = _convert(root, name, "", counter, 0)
     if counter.errors:
         raise YamlRefused(counter.errors)
     return tree
+
+
+def _children(node: yaml.Node, path: str) -> list[tuple[yaml.Node, str]]:
+    """The nodes `_convert` visits below `node` (mapping values, not keys), with their paths."""
+    if isinstance(node, yaml.SequenceNode):
+        return [(child, f"{path}[{i}]") for i, child in enumerate(node.value)]
+    if isinstance(node, yaml.MappingNode):
+        return [(value, f"{path}.{key.value}" if path else str(key.value))
+                for key, value in node.value]
+    return []
+
+
+def _expanded_size(node: yaml.Node, sizes: dict[int, int], open_nodes: set[int]) -> int:
+    """How many values `_convert` would visit once every alias is expanded, counted once
+    per distinct node (so an alias bomb is measured in microseconds, not expanded); a node
+    that contains itself counts as endless."""
+    key = id(node)
+    if key in sizes:
+        return sizes[key]
+    if key in open_nodes:
+        return MAX_EXPANDED_NODES + 1
+    open_nodes.add(key)
+    size = 1
+    for child, _path in _children(node, ""):
+        size += _expanded_size(child, sizes, open_nodes)
+        if size > MAX_EXPANDED_NODES:
+            break
+    open_nodes.discard(key)
+    sizes[key] = size
+    return size
+
+
+def _bomb_site(node: yaml.Node, path: str, counted: int, sizes: dict[int, int], depth: int
+               ) -> tuple[yaml.Node, str]:
+    """The node at which visiting the expanded tree in order passes the limit (where
+    `_convert` would stop), found by skipping whole subtrees of known size."""
+    counted += 1
+    if counted > MAX_EXPANDED_NODES or depth > MAX_DEPTH:
+        return node, path
+    for child, child_path in _children(node, path):
+        size = sizes.get(id(child), MAX_EXPANDED_NODES + 1)
+        if counted + size > MAX_EXPANDED_NODES:
+            return _bomb_site(child, child_path, counted, sizes, depth + 1)
+        counted += size
+    return node, path
 
 
 def _convert(node: yaml.Node, name: str, path: str, counter: _Counter, depth: int) -> YNode:

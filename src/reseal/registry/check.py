@@ -61,10 +61,26 @@ def check_bytes(data: bytes, logs: list[bytes] | None = None, name: str = "hive"
 
 
 def check_hive(hive: Hive) -> Fault | None:
+    store = hive.store
     try:
         _check_base(hive)
-        _check_cells(hive)
-        _check_tree(hive)
+        starts = _check_cells(hive)
+        # every reference must name a cell where the bins' tiling has one: a reference into
+        # the middle of a cell (cells that overlap) reads fine and is destroyed by the first
+        # edit that frees or splits either cell
+        read_cell = store.cell
+
+        def tiled_cell(offset: int, what: str = "cell") -> tuple[int, int]:
+            if offset not in starts and offset & 7 == 0 and 0 <= offset < store.hbins_size:
+                _fault(offset, f"{what} offset {offset:#x} is not the start of a cell (cells "
+                       "overlap)")
+            return read_cell(offset, what)
+
+        store.cell = tiled_cell  # type: ignore[method-assign]
+        try:
+            _check_tree(hive)
+        finally:
+            del store.cell
     except _Found as found:
         return found.fault
     except ResealError as exc:
@@ -80,8 +96,10 @@ def _check_base(hive: Hive) -> None:
         _fault(0x14, "major version is not 1", relative=False)
 
 
-def _check_cells(hive: Hive) -> None:
+def _check_cells(hive: Hive) -> set[int]:
+    """The bins are tiled by cells; returns the offsets where cells start."""
     buf = hive.store.buf
+    starts: set[int] = set()
     for start, size in hive.store.bins:
         pos = start + HBIN_HEADER_SIZE
         end = start + size
@@ -92,7 +110,9 @@ def _check_cells(hive: Hive) -> None:
                 _fault(pos, f"cell size {cell_size} is not a positive multiple of 8")
             if pos + length > end:
                 _fault(pos, f"cell of {length} bytes runs past the end of its hive bin")
+            starts.add(pos)
             pos += length
+    return starts
 
 
 def _check_tree(hive: Hive) -> None:
