@@ -67,6 +67,7 @@ class Outcome:
     outcome: str  # ok, error, traceback, hang, memory, crash, writer
     detail: str = ""
     signature: str = ""  # what identifies a finding: type and innermost reseal frame
+    seconds: float = 0.0
 
 
 # ------------------------------------------------------------------------------ seeds
@@ -521,7 +522,9 @@ def _worker(connection: Connection, scratch: str) -> None:
             case = connection.recv()
         except EOFError:
             return
+        started = time.monotonic()
         result = exercise(case, directory)
+        result.seconds = time.monotonic() - started
         connection.send(result)
 
 

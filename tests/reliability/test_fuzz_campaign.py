@@ -24,6 +24,7 @@ def test_found_input_gets_a_clear_answer(path: Path) -> None:
     expected = json.loads(path.with_suffix(".json").read_text())
     assert outcome.outcome == expected["outcome"], outcome.detail
     assert expected["expect"] in outcome.detail
+    assert outcome.seconds < expected.get("max_seconds", 10)
 
 
 def test_short_campaign_finds_nothing(tmp_path: Path) -> None:
