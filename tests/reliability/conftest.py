@@ -73,3 +73,16 @@ def which_or_skip(tool: str) -> str:
     if found is None:
         pytest.skip(f"{tool} is not installed")
     return found
+
+
+def linux_root(root: Path, key_types: tuple[str, ...] = ()) -> Path:
+    """A small Debian root directory (a directory target), with SSH host keys of `key_types`."""
+    (root / "etc/ssh").mkdir(parents=True)
+    (root / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
+    (root / "etc/hostname").write_text("master\n")
+    (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tmaster\n")
+    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
+    for key_type in key_types:
+        subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "root@master", "-f",
+                        str(root / f"etc/ssh/ssh_host_{key_type}_key")], check=True)
+    return root

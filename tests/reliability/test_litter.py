@@ -16,7 +16,7 @@ import pytest
 from reseal.image.target import OpenOptions, open_target
 from reseal.samples.builders import SampleImage
 
-from .conftest import cli_env, copy_sample, reseal, start_reseal
+from .conftest import cli_env, copy_sample, linux_root, reseal, start_reseal
 
 # Runs reseal's CLI and kills it (SIGKILL, as the kernel's OOM killer or a power cut would)
 # right after the Nth call of os.fsync or os.replace that concerns a file whose name matches
@@ -72,21 +72,9 @@ def _tree(root: Path) -> dict[str, str]:
     return found
 
 
-def _linux_root(root: Path) -> Path:
-    (root / "etc/ssh").mkdir(parents=True)
-    (root / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
-    (root / "etc/hostname").write_text("master\n")
-    (root / "etc/hosts").write_text("127.0.0.1\tlocalhost\n127.0.1.1\tmaster\n")
-    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    for key_type in ("ed25519", "ecdsa"):
-        subprocess.run(["ssh-keygen", "-q", "-t", key_type, "-N", "", "-C", "root@master", "-f",
-                        str(root / f"etc/ssh/ssh_host_{key_type}_key")], check=True)
-    return root
-
-
 @pytest.mark.parametrize("nth", [1, 2, 3])
 def test_undo_removes_the_temporary_file_of_a_killed_write(nth: int, tmp_path: Path) -> None:
-    root = _linux_root(tmp_path / "root")
+    root = linux_root(tmp_path / "root", ("ed25519", "ecdsa"))
     before = _tree(root)
     env = cli_env(tmp_path)
     _killed_run(env, "fsync", r"/\.reseal-tmp-", nth, "generalize", str(root), "--hostname",
@@ -141,7 +129,7 @@ def test_next_run_removes_the_work_directory_of_a_killed_one(linux_qcow2: Sample
 
 def test_new_host_keys_are_made_outside_tmp(tmp_path: Path) -> None:
     """ssh-keygen writes the new private keys into the run's private work directory."""
-    root = _linux_root(tmp_path / "root")
+    root = linux_root(tmp_path / "root", ("ed25519", "ecdsa"))
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     log = tmp_path / "keygen.log"

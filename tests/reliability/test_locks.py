@@ -15,7 +15,15 @@ import pytest
 from reseal.image.lock import LOCK_DIR, target_key
 from reseal.samples.builders import SampleImage
 
-from .conftest import cli_env, copy_sample, journal_of, reseal, sha256, start_reseal
+from .conftest import (
+    cli_env,
+    copy_sample,
+    journal_of,
+    linux_root,
+    reseal,
+    sha256,
+    start_reseal,
+)
 
 
 def _locked_by_someone(path: Path) -> bool:
@@ -33,22 +41,13 @@ def _locked_by_someone(path: Path) -> bool:
     return False
 
 
-def _directory_target(root: Path) -> Path:
-    (root / "etc/ssh").mkdir(parents=True)
-    (root / "etc/os-release").write_text('ID=debian\nVERSION_ID="12"\n')
-    (root / "etc/hostname").write_text("master\n")
-    (root / "etc/hosts").write_text("127.0.1.1\tmaster\n")
-    (root / "etc/machine-id").write_text("0123456789abcdef0123456789abcdef\n")
-    return root
-
-
 @pytest.mark.parametrize(("sample", "alias"), [
     ("linux_gpt", False), ("linux_gpt", True), ("windows_gpt", True), ("directory", True),
 ])
 def test_second_run_on_one_target_is_refused(sample: str, alias: bool, tmp_path: Path,
                                              request: pytest.FixtureRequest) -> None:
     if sample == "directory":
-        target = _directory_target(tmp_path / "root")
+        target = linux_root(tmp_path / "root")
     else:
         target = copy_sample(request.getfixturevalue(sample), tmp_path / "images")
     second_name = target
@@ -117,7 +116,7 @@ def test_batch_naming_one_image_twice_is_refused(linux_gpt: SampleImage, tmp_pat
 def test_lock_is_reentrant_and_shared_for_readers(tmp_path: Path) -> None:
     from reseal.image.lock import target_lock
 
-    target = _directory_target(tmp_path / "root")
+    target = linux_root(tmp_path / "root")
     with target_lock(target), target_lock(target, exclusive=False), target_lock(target):
         assert _locked_by_someone(target)
     assert not _locked_by_someone(target)

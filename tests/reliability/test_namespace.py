@@ -17,6 +17,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+from scripts.campaigns.kill import descendants
+
 from reseal.samples.builders import SampleImage
 
 from .conftest import cli_env, copy_sample, start_reseal
@@ -67,23 +69,6 @@ def foreign_file_system(tmp_path: Path) -> Iterator[tuple[str, str, Path]]:
 def _device_number(device: str) -> str:
     rdev = os.stat(device).st_rdev
     return f"{os.major(rdev)}:{os.minor(rdev)}"
-
-
-def _descendants(pid: int) -> list[int]:
-    """`pid` and every process below it (the keeper, qemu-storage-daemon, FUSE servers)."""
-    children: dict[int, list[int]] = {}
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit():
-            continue
-        with contextlib.suppress(OSError, IndexError, ValueError):
-            ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
-            children.setdefault(ppid, []).append(int(entry.name))
-    found, todo = [], [pid]
-    while todo:
-        current = todo.pop()
-        found.append(current)
-        todo.extend(children.get(current, []))
-    return found
 
 
 def _own_mounts_visible(pid: int) -> bool:
@@ -141,7 +126,7 @@ def test_generalize_pins_no_foreign_file_system(windows_qcow2: SampleImage,
                 time.sleep(0.01)
             os.kill(run.pid, signal.SIGSTOP)  # hold the run in the middle
             stopped = True
-            processes = _descendants(run.pid)
+            processes = sorted(descendants(run.pid))
             assert any("qemu-storage-daemon" in Path(f"/proc/{p}/cmdline").read_text(
                 errors="replace") for p in processes if Path(f"/proc/{p}").exists())
             # the imaging tool is done with its disk: unmount, detach, as it would

@@ -38,6 +38,7 @@ from typing import Any, TextIO
 from reseal.errors import BadInput, Refused, ResealError
 from reseal.fileio import private_write
 from reseal.formatting import to_jsonable
+from reseal.image.lock import target_lock
 from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
 from reseal.pipeline.plan import GeneralizePlan
 
@@ -268,15 +269,16 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
         make_clone(plan.clone, fmt)
         if run_dir.exists():
             shutil.rmtree(run_dir)
-    else:
-        if plan.target is None:
-            raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
-                           "batch.master and batch.output)")
-        _undo_interrupted(plan.target, run_dir)
+    elif plan.target is None:
+        raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
+                       "batch.master and batch.output)")
     target = plan.target_path
     assert target is not None
     record.target = str(target)
-    result = run_generalize(target, settings_from_plan(plan), run_dir=run_dir)
+    with target_lock(target):  # from the undo of an interrupted attempt to the end of this one
+        if plan.clone is None:
+            _undo_interrupted(target, run_dir)
+        result = run_generalize(target, settings_from_plan(plan), run_dir=run_dir)
     report = result.report
     record.identity = {name: value.new for name, value in report.identity.items()}
     record.changes = len(report.changes)
