@@ -295,9 +295,19 @@ Invalid = _Invalid
 
 
 def resolve_path(base_dir: Path, text: str) -> Path:
-    """A path from an answer file: `~` expanded, relative to the answer file's folder."""
+    """A path from an answer file: `~` expanded, relative to the answer file's folder.
+    A path no file system can hold (a NUL byte, a name over 255 bytes, over 4,095 bytes in
+    all) is bad input here, before any code asks the file system about it."""
+    shown = text if len(text) <= 60 else text[:57] + "..."
+    if "\0" in text:
+        raise BadInput(f"{shown!r}: a path cannot hold a NUL character")
     path = Path(os.path.expanduser(text))
-    return Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+    path = Path(os.path.normpath(path if path.is_absolute() else base_dir / path))
+    encoded = [len(os.fsencode(part)) for part in path.parts]
+    if sum(encoded) + len(encoded) > 4095 or max(encoded, default=0) > 255:
+        raise BadInput(f"{shown!r}: path too long (a name over 255 bytes or over 4,095 bytes in "
+                       "all)")
+    return path
 
 
 def read_drivers(reader: MapReader, key: str, sink: ErrorSink, base_dir: Path) -> list[Path]:
