@@ -160,3 +160,29 @@ def test_open_target_works_in_a_directory_of_its_own(linux_gpt: SampleImage) -> 
         roots = [v.fs.root for v in target.volumes if v.fs is not None]
         assert roots and all(r.parent.name.startswith("reseal-disk-") for r in roots)
         assert all(os.stat(r.parent).st_mode & 0o777 == 0o700 for r in roots)
+
+
+def test_work_directories_of_older_versions_are_removed_when_unused(tmp_path: Path) -> None:
+    """/tmp/reseal-XXXXXXXX (mount points), reseal-ssh-* (new private keys) and
+    reseal-inspect-* (hive copies) of killed runs of older versions: removed once an hour
+    old and unused; anything else, or anything still mounted on, is left alone."""
+    from reseal.image.workdirs import clean_legacy
+
+    old = time.time() - 7200
+    names = ["reseal-ab12cd34", "reseal-ssh-k3y5_0ne", "reseal-inspect-zz99yy88",
+             "reseal-young123", "reseal-bench-abcdefgh", "reseal-mounted1"]
+    for name in names:
+        (tmp_path / name / "p1").mkdir(parents=True)
+    (tmp_path / "reseal-ssh-k3y5_0ne" / "ssh_host_ed25519_key").write_text("secret")
+    for name in names:
+        if name != "reseal-young123":
+            os.utime(tmp_path / name, (old, old))
+    mounted = tmp_path / "reseal-mounted1" / "p1"
+    subprocess.run(["mount", "-t", "tmpfs", "none", str(mounted)], check=True)
+    try:
+        removed = {p.name for p in clean_legacy(tmp_path)}
+    finally:
+        subprocess.run(["umount", str(mounted)], check=True)
+    assert removed == {"reseal-ab12cd34", "reseal-ssh-k3y5_0ne", "reseal-inspect-zz99yy88"}
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "reseal-bench-abcdefgh", "reseal-mounted1", "reseal-young123"]

@@ -60,7 +60,7 @@ class _Namespace:
     """The private mount namespace a thread is in, and how to leave it."""
 
     origin: int  # descriptor of the namespace the thread came from
-    cwd: int  # descriptor of the working directory to return to
+    cwd: int  # descriptor of the working directory to return to (-1: it was already gone)
     keeper: subprocess.Popen[bytes]
     depth: int = 1
 
@@ -69,17 +69,15 @@ _threads = threading.local()
 
 
 @contextlib.contextmanager
-def private_mount_namespace(keep: Sequence[str | Path] = (),
-                            keep_trees: Sequence[str | Path] = ()) -> Iterator[None]:
+def private_mount_namespace(keep: Sequence[str | Path] = ()) -> Iterator[None]:
     """Run the body in a private mount namespace of this thread (and of the processes it
     starts), made for it and left at the end.
 
     The namespace starts as a copy of every mount there is, and a copy keeps a file system
     alive: another tool could then not detach, re-partition or check its own device after
     unmounting it. So every mount is detached (lazily) from the copy except the ones reseal
-    needs: `/`, the kernel's trees (/proc, /sys, /dev), the mounts that hold a path of `keep`
-    (the target, the state and work directories, the tools, Python and reseal itself) and
-    everything below a path of `keep_trees` (a directory target and its submounts).
+    needs: `/`, the kernel's trees (/proc, /sys, /dev) and the mounts that hold a path of
+    `keep` (the target, the state and work directories, the tools, Python and reseal itself).
     Nested uses share the outer namespace. The mounts made inside vanish with the namespace,
     even when this process is killed (see the module docstring)."""
     current: _Namespace | None = getattr(_threads, "namespace", None)
@@ -90,7 +88,7 @@ def private_mount_namespace(keep: Sequence[str | Path] = (),
         finally:
             current.depth -= 1
         return
-    namespace = _enter(keep, keep_trees)
+    namespace = _enter(keep)
     _threads.namespace = namespace
     try:
         yield
@@ -103,14 +101,16 @@ def enter_private_mount_namespace() -> None:
     """Move this thread into a private mount namespace for good (for tools that build
     images and never go back); prefer `private_mount_namespace`."""
     if getattr(_threads, "namespace", None) is None:
-        _threads.namespace = _enter((), ())
+        _threads.namespace = _enter(())
 
 
-def _enter(keep: Sequence[str | Path], keep_trees: Sequence[str | Path]) -> _Namespace:
-    paths = _needed_paths(keep) + [os.path.abspath(t) for t in keep_trees]
-    trees = {os.path.realpath(t) for t in keep_trees} | {os.path.abspath(t) for t in keep_trees}
+def _enter(keep: Sequence[str | Path]) -> _Namespace:
+    paths = _needed_paths(keep)
     origin = os.open("/proc/thread-self/ns/mnt", os.O_RDONLY | os.O_CLOEXEC)
-    cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        cwd = os.open(".", os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    except OSError:
+        cwd = -1
     try:
         if _libc.unshare(CLONE_NEWNS) != 0:
             err = ctypes.get_errno()
@@ -120,16 +120,26 @@ def _enter(keep: Sequence[str | Path], keep_trees: Sequence[str | Path]) -> _Nam
         if _libc.mount(None, b"/", None, MS_REC | MS_PRIVATE, None) != 0:
             err = ctypes.get_errno()
             raise ResealError(f"cannot make the mount namespace private: {os.strerror(err)}")
-        detach_unneeded_mounts(paths, trees)
+        detach_unneeded_mounts(paths)
         keeper = _start_keeper()
     except BaseException:
         with contextlib.suppress(OSError):
             _setns(origin)
-            os.fchdir(cwd)
-        os.close(origin)
-        os.close(cwd)
+            _return_to(cwd)
+        _close(origin, cwd)
         raise
     return _Namespace(origin, cwd, keeper)
+
+
+def _return_to(cwd: int) -> None:
+    if cwd >= 0:
+        os.fchdir(cwd)
+
+
+def _close(*fds: int) -> None:
+    for fd in fds:
+        if fd >= 0:
+            os.close(fd)
 
 
 def _leave(namespace: _Namespace) -> None:
@@ -137,15 +147,14 @@ def _leave(namespace: _Namespace) -> None:
     processes still in it (FUSE servers that are exiting) are gone."""
     try:
         _setns(namespace.origin)
-        os.fchdir(namespace.cwd)
+        _return_to(namespace.cwd)
     except OSError:
         # cannot go back (this thread shares its file-system context): stay, as before
         _threads.namespace = namespace
         return
     finally:
         if _threads.namespace is None:
-            os.close(namespace.origin)
-            os.close(namespace.cwd)
+            _close(namespace.origin, namespace.cwd)
     keeper = namespace.keeper
     with contextlib.suppress(OSError):
         keeper.send_signal(signal.SIGTERM)
@@ -203,9 +212,9 @@ def _is_under(path: str, top: str) -> bool:
     return top == "/" or path == top or path.startswith(top.rstrip("/") + "/")
 
 
-def detach_unneeded_mounts(paths: Sequence[str], trees: Sequence[str] | set[str] = ()) -> int:
+def detach_unneeded_mounts(paths: Sequence[str]) -> int:
     """Lazily detach, in this thread's (private) namespace, every mount that holds none of
-    `paths`, is not below one of `trees` and is not a kernel tree; returns how many."""
+    `paths` and is not a kernel tree; returns how many."""
     entries = read_mountinfo()
     detached: set[int] = set()
     count = 0
@@ -218,8 +227,6 @@ def detach_unneeded_mounts(paths: Sequence[str], trees: Sequence[str] | set[str]
             continue
         if any(_is_under(path, point) for path in paths):
             continue  # holds a needed path (or is one of its ancestors)
-        if any(_is_under(point, tree) for tree in trees):
-            continue
         if _libc.umount2(os.fsencode(point), MNT_DETACH) == 0:
             count += 1
         detached.add(entry.mount_id)

@@ -4,7 +4,6 @@ absent (None) with a reason; it never stops the report."""
 from __future__ import annotations
 
 import contextlib
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -13,6 +12,7 @@ from regipy.registry import RegistryHive
 
 from reseal.errors import ResealError
 from reseal.image.model import WindowsSystem
+from reseal.image.workdirs import work_dir
 from reseal.inspection.model import WindowsReport
 from reseal.inspection.sids import sam_account_domain_sid, sid_to_string
 
@@ -83,8 +83,10 @@ def inspect_windows(system: WindowsSystem) -> WindowsReport:
 
 @contextlib.contextmanager
 def _hive_workdir() -> Iterator[Path]:
-    with tempfile.TemporaryDirectory(prefix="reseal-inspect-") as tmp:
-        yield Path(tmp)
+    """Copies of the hives (SAM and SECURITY hold secrets) in a private work directory that
+    the next run removes if this one is killed (see reseal.image.workdirs)."""
+    with work_dir("inspect") as tmp:
+        yield tmp
 
 
 def _system_facts(hive: RegistryHive | None, report: WindowsReport) -> None:
