@@ -121,7 +121,11 @@ def _apply_old(data: bytes, log: _Log, name: str, notes: list[str]) -> Recovery:
             f"{name}: old-format log has a bad dirty vector signature {bytes(raw[vector_at:vector_at + 4])!r} "
             f"at offset {vector_at:#x}; refusing to recover from it"
         )
+    _refuse_growth_past_log(data, raw, hbins_size, name)
     bitmap = raw[vector_at + 4 : vector_at + 4 + hbins_size // 4096]
+    if len(bitmap) < hbins_size // 4096:
+        raise Refused(f"{name}: old-format log is truncated inside its dirty vector; refusing to "
+                      "recover from it")
     pages_at = (vector_at + 4 + hbins_size // 4096 + 511) // 512 * 512
     out = bytearray(data.ljust(BASE_BLOCK_SIZE + hbins_size, b"\0"))
     page = 0
@@ -216,6 +220,7 @@ def _apply_new(data: bytes, valid: bool, secondary: int, logs: list[_Log], name:
         if not entries:
             continue
         for entry in entries:
+            _refuse_growth_past_log(data, log.data, entry.hbins_size, name)
             end = BASE_BLOCK_SIZE + entry.hbins_size
             if len(out) < end:
                 out.extend(bytes(end - len(out)))
@@ -245,6 +250,15 @@ def _apply_new(data: bytes, valid: bool, secondary: int, logs: list[_Log], name:
     return Recovery(
         bytes(out), [*notes, f"{name}: recovered {applied_pages} pages from {len(used)} new-format log(s)"], True
     )
+
+
+def _refuse_growth_past_log(data: bytes, log: bytes, hbins_size: int, name: str) -> None:
+    """A log may grow the hive only by bins whose pages it holds: a size past the hive and the
+    whole log together is a lie (and would make reseal allocate it)."""
+    if BASE_BLOCK_SIZE + hbins_size > len(data) + len(log):
+        raise Refused(f"{name}: its log gives a hive bins data size of {hbins_size:#x} bytes, "
+                      f"more than the hive ({len(data)} bytes) and the log ({len(log)} bytes) "
+                      "hold; refusing to recover from it")
 
 
 def _finish_base(base: bytearray, seq: int, hbins_size: int) -> None:
