@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from reseal.image import parttypes
 from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunResult, RunSettings, run_generalize
 from reseal.pipeline.undo import undo_run
 from reseal.samples.builders import PartSpec, _fat_put, _mkfs_ext4, _mkfs_fat, _partition
 
 MIB = 1 << 20
-ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-LINUX_TYPE = "0fc63daf-8483-4772-8e79-3d69e47de4e4"
-SWAP_TYPE = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
+ESP_TYPE = parttypes.ESP.ident
+LINUX_TYPE = parttypes.LINUX_FILESYSTEM.ident
+SWAP_TYPE = parttypes.LINUX_SWAP.ident
 PARTS = {
     "esp": PartSpec(1, 33, ESP_TYPE, "EFI system partition"),
     "root": PartSpec(34, 64, LINUX_TYPE, "root"),
