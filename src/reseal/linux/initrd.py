@@ -189,19 +189,21 @@ def _decompress(kind: str, data: bytes, offset: int, budget: list[int]) -> tuple
     decompressor = factories[kind]()
     out = io.BytesIO()
     position = offset
+
+    def take(chunk: bytes) -> None:
+        piece = decompressor.decompress(chunk, CHUNK)
+        _spend(budget, len(piece))
+        out.write(piece)
+
     try:
         while not decompressor.eof:
             chunk = data[position:position + CHUNK]
             position += len(chunk)
             if not chunk and decompressor.needs_input:
                 raise InitrdError(f"the {kind} stream at byte {offset} is truncated")
-            piece = decompressor.decompress(chunk, CHUNK)
-            _spend(budget, len(piece))
-            out.write(piece)
+            take(chunk)
             while not decompressor.eof and not decompressor.needs_input:
-                piece = decompressor.decompress(b"", CHUNK)
-                _spend(budget, len(piece))
-                out.write(piece)
+                take(b"")
     except (zlib.error, lzma.LZMAError, OSError, EOFError) as exc:
         raise InitrdError(f"the {kind} stream at byte {offset} is damaged ({exc})") from exc
     end = position - len(decompressor.unused_data)

@@ -8,6 +8,7 @@ lilo.conf therefore needs `lilo` to run again before it takes effect.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
 from reseal.linux.devrefs import PARTITION_DEVICE, Rewrite, partition_number
@@ -24,16 +25,20 @@ class LiloConfig:
     images: tuple[str, ...]
 
 
+def settings_of(lines: Iterable[str]) -> Iterator[tuple[str, str]]:
+    """(key in lower case, value) of every `key = value` line, comments dropped."""
+    for line in lines:
+        match = _SETTING.match(line.split("#", 1)[0])
+        if match:
+            yield match.group(1).lower(), match.group(2)
+
+
 def parse_lilo(text: str) -> LiloConfig:
     boot: str | None = None
     roots: list[str] = []
     disks: list[str] = []
     images: list[str] = []
-    for line in text.splitlines():
-        match = _SETTING.match(line.split("#", 1)[0])
-        if not match:
-            continue
-        key, value = match.group(1).lower(), match.group(2)
+    for key, value in settings_of(text.splitlines()):
         if key == "boot":
             boot = value
         elif key == "root":
@@ -118,10 +123,8 @@ def kernel_only_roots(text: str, partuuid_map: dict[str, str]) -> tuple[str, lis
 
 def _settings(lines: list[str]) -> dict[str, str]:
     found: dict[str, str] = {}
-    for line in lines:
-        match = _SETTING.match(line.split("#", 1)[0])
-        if match:
-            found.setdefault(match.group(1).lower(), match.group(2))
+    for key, value in settings_of(lines):
+        found.setdefault(key, value)
     return found
 
 
@@ -139,11 +142,7 @@ def geometry_devices(text: str) -> set[str]:
     references the booted system follows."""
     found: set[str] = set()
     in_disk = False
-    for line in text.splitlines():
-        match = _SETTING.match(line.split("#", 1)[0])
-        if not match:
-            continue
-        key, value = match.group(1).lower(), match.group(2)
+    for key, value in settings_of(text.splitlines()):
         if key == "disk":
             in_disk = True
         elif key in ("image", "other", "boot", "map", "install", "root", "default"):
@@ -180,11 +179,7 @@ def parse_lilo_sections(text: str) -> LiloSections:
     glob: dict[str, str] = {}
     sections: list[tuple[str, dict[str, str]]] = []
     current: dict[str, str] | None = None
-    for line in text.splitlines():
-        match = _SETTING.match(line.split("#", 1)[0])
-        if not match:
-            continue
-        key, value = match.group(1).lower(), match.group(2)
+    for key, value in settings_of(text.splitlines()):
         if key in ("image", "other"):
             current = {}
             sections.append((key, current))
