@@ -79,17 +79,19 @@ def scan_initrd(fs: GuestFS, path: str, uuids: list[str]) -> InitrdScan:
         scan.error = str(exc)
         return scan
     unwritable = {s.compression for s in initrd.segments if s.compression not in WRITABLE}
+    forms = {uuid: _forms(uuid) for uuid in uuids}
     for _, member in initrd.members():
         lowered_name = member.name.lower()
-        text = _text_of(member.data) if member.is_file else None
-        haystack = (text if text is not None else member.data.decode("latin-1")).lower()
-        for uuid in uuids:
-            plain, escaped = _forms(uuid)
+        haystack = member.data.lower()  # bytes: ASCII case folding, no decoding of binaries
+        for uuid, (plain, escaped) in forms.items():
             if plain in lowered_name or escaped in lowered_name:
                 scan.fixed.setdefault(uuid, []).append(f"the name of {member.name}")
+            if plain.encode() not in haystack and escaped.encode() not in haystack:
+                continue
+            text = _text_of(member.data) if member.is_file else None
             if text is not None and _has_token(text, uuid) and not unwritable:
                 scan.rewritable.setdefault(uuid, []).append(member.name)
-            elif plain in haystack or escaped in haystack:
+            else:
                 what = "text" if text is not None else "binary data"
                 scan.fixed.setdefault(uuid, []).append(f"{what} in {member.name}")
     return scan
