@@ -191,3 +191,19 @@ def test_scheduler_gone_mid_run_then_local_resume_finishes_each_machine_once(
     _ok_once(state_dir, MACHINES)
     summary = _lines(resumed.stdout)[-1]["summary"]
     assert summary["ok"] == 8 and summary["pending"] == 0  # type: ignore[index]
+
+
+def test_answer_file_cluster_address_is_checked(tmp_path: Path) -> None:
+    import pytest
+
+    from reseal.pipeline.answerfile import AnswerFileError, load_answer_file
+
+    (tmp_path / "master").mkdir()
+    answer = tmp_path / "a.yaml"
+    answer.write_text('defaults: {hostname: "n-{n}"}\ncount: 1\n'
+                      "batch: {master: master, output: out, cluster: 'sched:8786'}\n")
+    with pytest.raises(AnswerFileError, match=r"a.yaml:3:47: batch.cluster: 'sched:8786' is "
+                       r"not a Dask scheduler address; write tcp://HOST:PORT"):
+        load_answer_file(answer)
+    answer.write_text(answer.read_text().replace("'sched:8786'", "tcp://sched.lab:8786"))
+    assert load_answer_file(answer).batch.cluster == "tcp://sched.lab:8786"  # type: ignore[union-attr]
