@@ -164,7 +164,9 @@ def apply(ctx: OperationContext) -> None:
     if not old:
         ctx.note("no identity changed in this run: nothing to look for")
         return
-    hits = scan_linux_leftovers(ctx.system.fs, old)
+    notes = "\n".join(ctx.log.notes)
+    hits = [hit for hit in scan_linux_leftovers(ctx.system.fs, old)
+            if hit.where not in notes]  # explained by an operation's note (as verify does)
     ctx.warn_at_most([f"{hit.where}: still holds the old {hit.what}" for hit in hits],
                      MAX_HITS_WARNED, "{count} more leftovers; `reseal verify` lists them all")
     if not hits:

@@ -62,7 +62,9 @@ def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iter
                           capture_output=True, text=True, check=True).stdout.strip()
     mounted = False
     try:
-        subprocess.run(["partx", "-a", loop], check=True)
+        # -u, not -a: a loop device detached without `partx -d` keeps its old partitions,
+        # which the next user of that device gets; -u makes them this image's
+        subprocess.run(["partx", "-u", loop], check=True)
         mountpoint.mkdir(parents=True, exist_ok=True)
         options = ["-o", "ro,noload"] if read_only else []
         subprocess.run(["mount", *options, f"{loop}p1", str(mountpoint)], check=True)
