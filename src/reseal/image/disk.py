@@ -328,3 +328,16 @@ def _logical_volume_for_spec(target: Target, spec: str) -> Volume | None:
                     f"/dev/disk/by-id/dm-name-{volume.key}"):
             return volume
     return None
+
+
+def rescan_lvm(target: Target) -> LvmLayout:
+    """Read the LVM metadata of the target's PVs again (after reseal rewrote it)."""
+    assert target.raw_path is not None
+    candidates = [(v.key, v.partition.start, v.partition.size) for v in target.volumes
+                  if v.fstype == LVM_MEMBER and v.partition is not None]
+    with open(target.raw_path, "rb") as stream:
+        layout = scan_lvm(_reader(stream, 0), candidates, str(target.source))
+    for pv in layout.physical_volumes:
+        target.volume(pv.volume).uuid = pv.label.uuid
+    target.lvm = layout
+    return layout

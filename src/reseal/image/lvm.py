@@ -18,6 +18,7 @@ was read from, lists and nesting are bounded, and the checksums are verified.
 
 from __future__ import annotations
 
+import random
 import re
 import struct
 import zlib
@@ -470,6 +471,28 @@ def _segment(seg: Section, where: str) -> Segment:
                    tuple(stripes), seg.get_str("origin") or "")
 
 
+def metadata_ids(text: bytes, where: str) -> list[str]:
+    """Every `id` in the volume group's metadata (VG, PVs, LVs, hidden and historical LVs)."""
+    root = parse_text(text, where)
+    found: list[str] = []
+
+    def walk(section: Section) -> None:
+        value = section.get_str("id")
+        if value is not None and is_lvm_id(undashed(value)):
+            found.append(value)
+        for child in section.sections.values():
+            walk(child)
+
+    for vg in root.sections.values():
+        walk(vg)
+    return found
+
+
+def new_id(source: random.Random) -> str:
+    """A new LVM id (dashed), drawn from letters and digits, as LVM's own ids are."""
+    return dashed("".join(source.choice(UUID_CHARS[:62]) for _ in range(32)))
+
+
 def rewrite_text(text: bytes, id_map: dict[str, str], seqno: int, where: str) -> bytes:
     """The metadata text with every string equal to an old id (dashed) replaced by its new id
     and the VG's seqno set; every other byte stays."""
@@ -593,6 +616,7 @@ class LvmLayout:
     physical_volumes: list[PhysicalVolume] = field(default_factory=list)
     groups: list[GroupOnDisk] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)
+    unreadable: dict[str, str] = field(default_factory=dict)  # PV volume -> bad metadata copy
 
 
 def mapper_name(vg: str, lv: str) -> str:
@@ -626,6 +650,7 @@ def scan_lvm(read_disk: ReadFn, candidates: list[tuple[str, int, int]], where: s
                 group = parse_volume_group(text, here)
             except CorruptData as exc:
                 layout.problems.append(f"{key}: {exc}; this metadata copy is not used")
+                layout.unreadable[key] = str(exc)
                 continue
             copies.setdefault(undashed(group.uuid), []).append(MetadataCopy(pv, area, group))
     seen_names: set[str] = set()
@@ -670,6 +695,9 @@ def _group_on_disk(layout: LvmLayout, copies: list[MetadataCopy]) -> GroupOnDisk
                             f"{pv.size}-byte partition")
             continue
         result.pvs[vg_pv.key] = pv
+        if pv.volume in layout.unreadable:
+            problems.append(f"a metadata copy on {pv.volume} is unreadable; let LVM repair it "
+                            f"in the master (`vgck --updatemetadata {newest.name}`)")
     if missing:
         problems.append(f"physical volumes {', '.join(missing)} are not on this disk")
     result.problem = "; ".join(problems)
