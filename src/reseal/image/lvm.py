@@ -331,9 +331,10 @@ def parse_text(text: bytes, where: str) -> Section:
             if pos >= len(tokens):
                 raise CorruptData(f"{where}: LVM metadata ends after {name} =")
             item = tokens[pos]
-            owner.values[name] = _scalar(item, where)
+            scalar = _scalar(item, where)
+            owner.values[name] = scalar
             owner.spans[name] = (item.start, item.end)
-            _note_string(stack, item, owner.values[name])
+            _note_string(stack, item, scalar)
             pos += 1
     if len(stack) != 1:
         raise CorruptData(f"{where}: LVM metadata ends inside section {stack[-1].name!r}")

@@ -127,9 +127,8 @@ def run_sweep(ctx: OperationContext, what: str,
         fs.write_bytes(path, b"")
         ctx.change(path, "set", "(login records)", "(empty)")
     for path in sorted(sweep.rmdirs, key=lambda p: -p.count("/")):
-        if ctx.dry_run or not fs.listdir(path):
-            if fs.rmdir(path):
-                ctx.change(path + "/", "remove")
+        if (ctx.dry_run or not fs.listdir(path)) and fs.rmdir(path):
+            ctx.change(path + "/", "remove")
     if sweep.skipped:
         ctx.note(f"{what}: {len(sweep.skipped)} special files (FIFOs, sockets, device nodes) "
                  f"left in place, e.g. {sweep.skipped[0]}")
