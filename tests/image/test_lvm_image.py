@@ -60,7 +60,7 @@ def metadata_regions(image: LvmImage) -> str:
     areas (first MiB of each PV and pv1's last MiB, where its second copy lives)."""
     digest = hashlib.sha256()
     with open(image.path, "rb") as disk:
-        for start, length in [(0, MIB), image.partitions["pv1"], image.partitions["pv2"]]:
+        for start, _length in [(0, MIB), image.partitions["pv1"], image.partitions["pv2"]]:
             disk.seek(start)
             digest.update(disk.read(MIB))
         start, size = image.partitions["pv1"]

@@ -10,11 +10,12 @@ where they are: the journal could not put them back.
 
 from __future__ import annotations
 
+import os
 import stat
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from reseal.errors import ResealError
+from reseal.errors import ResealError, UnsafePath
 from reseal.image.guestfs import GuestFS
 from reseal.operations._linux_support import preflight
 from reseal.operations.base import OperationContext
@@ -42,7 +43,7 @@ class Sweep:
     remove: list[str] = field(default_factory=list)
     empty: list[str] = field(default_factory=list)
     rmdirs: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)  # special files left in place
+    skipped: list[str] = field(default_factory=list)  # special files, paths leaving the image
     bytes: int = 0
 
     def _count(self, size: int) -> None:
@@ -56,8 +57,11 @@ class Sweep:
         """("file" | "link" | "special" | "dir" | "", size) of a guest path, never following
         the last component."""
         try:
-            st = self.fs.stat(path)
+            st = os.lstat(self.fs.resolve(path, follow_last=False))
         except (FileNotFoundError, NotADirectoryError):
+            return "", 0
+        except UnsafePath:
+            self.skipped.append(path)  # a link on the way climbs out of the image
             return "", 0
         if stat.S_ISLNK(st.st_mode):
             return "link", 0
@@ -131,7 +135,8 @@ def run_sweep(ctx: OperationContext, what: str,
             ctx.change(path + "/", "remove")
     if sweep.skipped:
         ctx.note(f"{what}: {len(sweep.skipped)} special files (FIFOs, sockets, device nodes) "
-                 f"left in place, e.g. {sweep.skipped[0]}")
+                 f"or paths through links leaving the image left in place, e.g. "
+                 f"{sweep.skipped[0]}")
     if not (sweep.remove or sweep.empty or sweep.rmdirs):
         ctx.note(f"{what}: nothing to remove")
     else:

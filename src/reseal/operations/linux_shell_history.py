@@ -31,8 +31,11 @@ def home_directories(fs: GuestFS) -> list[str]:
             homes.append(fields[5])
     unique: list[str] = []
     for home in homes:
-        if home not in unique and fs.is_dir(home) and not fs.is_symlink(home):
-            unique.append(home)
+        try:
+            if home not in unique and fs.is_dir(home) and not fs.is_symlink(home):
+                unique.append(home)
+        except ResealError:
+            continue  # a home whose path leaves the image is not this operation's
     return unique
 
 
