@@ -21,11 +21,12 @@ from tests.image.lvm_images import (
     run,
 )
 
-from reseal.image.target import open_target
+from reseal.image.target import OpenOptions, open_target
 from reseal.operations.base import IdentityRequest
 from reseal.operations.linux_disk_ids import replace_partuuids
 from reseal.pipeline.runner import RunSettings, run_generalize
 from reseal.pipeline.undo import undo_run
+from reseal.pipeline.verify import scan_leftovers
 
 REPO = Path(__file__).resolve().parents[2]
 MIB = 1 << 20
@@ -93,6 +94,13 @@ def test_gpt_guids_change_in_both_tables_and_references_follow(lvm_master: LvmIm
     assert f"resume=PARTUUID={new_boot}" in entry
     with open_target(image.path) as target:  # /boot is found again by its new PARTUUID
         assert target.linux[0].extra_volumes["/boot"].key == "p1"
+        assert scan_leftovers(target, result.report) == []
+    with open_target(image.path, OpenOptions(writable=True)) as target:  # a planted trace
+        target.linux[0].fs.write_text("/etc/crypttab", f"data PARTUUID={old_boot} none\n")
+        hits = scan_leftovers(target, result.report)
+    assert [(h.where, h.what) for h in hits] == [("/etc/crypttab", "partuuid:p1")]
+    with open_target(image.path, OpenOptions(writable=True)) as target:
+        target.linux[0].fs.remove("/etc/crypttab")
     assert result.journal_dir is not None
     undo_run(image.path, result.journal_dir)
     assert sfdisk_dump(image.path) == before
