@@ -29,7 +29,7 @@ from tests.image.lvm_images import (
 )
 
 from reseal.image.lvm import read_pv_label
-from reseal.image.target import open_target
+from reseal.image.target import OpenOptions, open_target
 from reseal.inspection.gather import inspect_target
 from reseal.operations.base import IdentityRequest
 from reseal.operations.linux_lvm_uuids import LvmUuidsOptions, replace_lvm_ids
@@ -237,3 +237,21 @@ def test_reference_rewrite_is_token_exact() -> None:
         f"set root='lvmid/{new_vg}/{new_lv}'\nPVID={new_vg.replace('-', '')} x{plain} "
         f"{old_vg}x\n")
     assert len(done) == 4
+
+
+def test_a_vg_grub_boot_code_names_keeps_its_uuids(clone: LvmImage, tmp_path: Path) -> None:
+    """GRUB's core.img finds /boot by `lvmid/<VG UUID>/<LV UUID>` (load.cfg beside it): the
+    VG keeps every UUID, with the reason, and the disk is not written."""
+    vg_uuid, lv_uuid = clone.facts["vg_uuid"], clone.facts["root_lv_uuid"]
+    with open_target(clone.path, OpenOptions(writable=True)) as target:
+        fs = target.linux[0].fs
+        fs.mkdir("/boot/grub/i386-pc")
+        fs.write_text("/boot/grub/i386-pc/load.cfg",
+                      f"search.fs_uuid x root lvmid/{vg_uuid}/{lv_uuid}\n")
+    original = metadata_regions(clone)
+    result = run_generalize(clone.path, RunSettings(only=["linux-lvm-uuids"]),
+                            run_dir=tmp_path / "run")
+    assert any("UUIDs unchanged" in w and f"lvmid/{vg_uuid}" in w and "grub-install" in w
+               for w in result.report.warnings)
+    assert metadata_regions(clone) == original
+    assert lvm_report(clone, "vgs", "vg_uuid")[0]["vg_uuid"] == vg_uuid

@@ -32,6 +32,7 @@ from reseal.image.rawwrite import DiskWrite, write_disk
 from reseal.linux.bootrefs import boot_files
 from reseal.linux.devrefs import replace_uuids
 from reseal.operations._linux_support import new_uuid, preflight, rng
+from reseal.operations._references import rewrite_references
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 27
@@ -39,7 +40,6 @@ ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
 LOADER_DIRS = ("/boot/loader/entries", "/boot/efi/loader/entries", "/efi/loader/entries")
 EXTRA_CMDLINE_FILES = ("/boot/refind_linux.conf",)
 MBR_PARTUUID = re.compile(r"(?<![0-9A-Za-z-])[0-9A-Fa-f]{8}-[0-9A-Fa-f]{2}(?![0-9A-Za-z-])")
-MAX_TEXT = 4 << 20
 
 
 def validate(request: IdentityRequest, options: Any) -> None:
@@ -192,21 +192,12 @@ def _reference_files(system: LinuxSystem) -> list[tuple[GuestFS, str, str]]:
 
 
 def _follow(ctx: OperationContext, system: LinuxSystem, mapping: dict[str, str]) -> None:
-    for fs, path, label in _reference_files(system):
-        try:
-            text = fs.read_bytes(path, limit=MAX_TEXT).decode("utf-8", "surrogateescape")
-        except (ResealError, OSError) as exc:
-            ctx.warn(f"{label}: not read ({exc}); PARTUUID references in it not followed")
-            continue
-        new_text, done = replace_partuuids(text, mapping)
-        if new_text == text:
-            continue
-        fs.write_text(path, new_text)
-        for old, new in done:
-            ctx.change(label, "set", old, new)
-        if path == "/etc/lilo.conf":
-            ctx.warn("/etc/lilo.conf names a changed PARTUUID: LILO keeps each image's command "
-                     "line in its map, so run `lilo` in the clone before it boots")
+    changed = rewrite_references(ctx, _reference_files(system),
+                                 lambda text: replace_partuuids(text, mapping),
+                                 "PARTUUID references")
+    if "/etc/lilo.conf" in changed:
+        ctx.warn("/etc/lilo.conf names a changed PARTUUID: LILO keeps each image's command "
+                 "line in its map, so run `lilo` in the clone before it boots")
 
 
 OPERATION = Operation(

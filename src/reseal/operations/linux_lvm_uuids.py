@@ -38,6 +38,7 @@ from reseal.image.model import LinuxSystem, OSFamily
 from reseal.image.rawwrite import DiskWrite, write_disk
 from reseal.linux.bootrefs import boot_files
 from reseal.operations._linux_support import preflight, rng
+from reseal.operations._references import rewrite_references
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.operations.linux_fs_uuids import _boot_code as grub_boot_code
 
@@ -45,7 +46,6 @@ ORDER = 26
 DEVICES_FILE = "/etc/lvm/devices/system.devices"
 LVM_TEXT_DIRS = ("/etc/lvm/backup", "/etc/lvm/archive", "/etc/lvm/devices")
 LVM_TEXT_FILES = ("/etc/lvm/lvm.conf",)
-MAX_LVM_TEXT = 8 << 20
 _ID = r"[A-Za-z0-9!#]"
 DASHED_ID = re.compile(rf"(?<![A-Za-z0-9!#-]){_ID}{{6}}-(?:{_ID}{{4}}-){{5}}{_ID}{{6}}(?![A-Za-z0-9!#-])")
 PLAIN_ID = re.compile(rf"(?<![A-Za-z0-9!#-]){_ID}{{32}}(?![A-Za-z0-9!#])")
@@ -238,17 +238,7 @@ def _lvm_text_files(fs: GuestFS) -> list[str]:
 def _follow(ctx: OperationContext, system: LinuxSystem, id_map: dict[str, str]) -> None:
     files = [(item.fs, item.path, item.label) for item in boot_files(system)]
     files += [(system.fs, path, path) for path in _lvm_text_files(system.fs)]
-    for fs, path, label in files:
-        try:
-            text = fs.read_bytes(path, limit=MAX_LVM_TEXT).decode("utf-8", "surrogateescape")
-        except (ResealError, OSError) as exc:
-            ctx.warn(f"{label}: not read ({exc}); LVM UUIDs in it not followed")
-            continue
-        new_text, done = replace_lvm_ids(text, id_map)
-        if new_text != text:
-            fs.write_text(path, new_text)
-            for old, new in done:
-                ctx.change(label, "set", old, new)
+    rewrite_references(ctx, files, lambda text: replace_lvm_ids(text, id_map), "LVM UUIDs")
 
 
 OPERATION = Operation(
