@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -91,9 +92,14 @@ class LvmImage:
 
 
 def lvm_report(image: LvmImage, command: str, fields: str) -> list[dict[str, str]]:
-    """What Debian's lvm2 reads from the image's PVs (through read-only loop devices)."""
+    """What Debian's lvm2 reads from the image's PVs (through read-only loop devices); the
+    loop devices' names in the values are given as "pv1" and "pv2", which do not change."""
     with loops(image.path, image.pv_ranges(), read_only=True) as devices:
-        return report(command, devices, fields)
+        rows = report(command, devices, fields)
+    names = {device: f"pv{n}" for n, device in enumerate(devices, start=1)}
+    pattern = re.compile("|".join(re.escape(d) + r"(?!\d)" for d in devices))
+    return [{key: pattern.sub(lambda m: names[m.group(0)], value) for key, value in row.items()}
+            for row in rows]
 
 
 def _lv_ranges(image: LvmImage, devices: list[str]) -> dict[str, tuple[int, int]]:
