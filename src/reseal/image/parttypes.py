@@ -65,7 +65,10 @@ MBR_TYPES: tuple[PartitionType, ...] = (
     MBR_NTFS, MBR_FAT32, MBR_FAT32_LBA, MBR_FAT16_LBA, MBR_EXTENDED, MBR_EXTENDED_LBA,
     MBR_LINUX_EXTENDED, MBR_WINDOWS_RECOVERY, MBR_LINUX_SWAP, MBR_LINUX, MBR_LINUX_LVM, MBR_ESP,
 )
-TYPE_NAMES: dict[str, str] = {t.ident: t.name for t in (*GPT_TYPES, *MBR_TYPES)}
+# not a partition table's type: what reseal.image.disk gives a logical volume it attached
+LVM_LOGICAL_VOLUME = PartitionType("lvm", "LVM logical volume")
+TYPE_NAMES: dict[str, str] = {t.ident: t.name
+                              for t in (*GPT_TYPES, *MBR_TYPES, LVM_LOGICAL_VOLUME)}
 
 # Partitions that never hold a file system worth mounting.
 NEVER_MOUNTED: frozenset[str] = frozenset(t.ident for t in (

@@ -90,8 +90,8 @@ def _note_named_state(ctx: OperationContext, old: str | None) -> None:
         path = f"{base}/{old}"
         if fs.is_dir(path):
             ctx.note(f"{path}: the master's journal stays (its log, named after the old "
-                     "machine-id; the clone journals under its new id beside it); remove it "
-                     "with the hygiene operations if clones must not carry it")
+                     "machine-id; the clone journals under its new id beside it); enable "
+                     "linux-logfiles if clones must not carry it")
 
 
 def _fresh_id(ctx: OperationContext, avoid: set[str | None]) -> str:
