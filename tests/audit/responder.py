@@ -6,6 +6,7 @@ Behaviours (what a scanner meets on a real LAN now and then):
 - `silent`: TCP 22/139/445 accept and never say a word; UDP 137 stays silent.
 - `names`: UDP 137 answers node status with hostile names (`<script>`, quotes, ampersands),
   TCP ports closed.
+- `quiet`: nothing listens; the host only answers ARP (and refuses TCP).
 It runs until killed (the lab kills its PID namespace); it never sends first.
 """
 
@@ -17,6 +18,7 @@ import selectors
 import socket
 import struct
 import sys
+import time
 
 TCP_PORTS = (22, 139, 445)
 HOSTILE_NAMES = (b"<script>x", b"\"&'<b>", b"WORKGRP<i>")
@@ -39,6 +41,9 @@ def node_status_answer(request: bytes, names: tuple[bytes, ...]) -> bytes:
 
 def main() -> int:
     behaviour, address = sys.argv[1], sys.argv[2]
+    if behaviour == "quiet":
+        while True:
+            time.sleep(3600)
     selector = selectors.DefaultSelector()
     udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     udp.bind((address, 137))

@@ -81,6 +81,7 @@ def audit_lan(targets: list[Address], options: LanOptions, *, given: list[str] |
     hosts = {t: _Host(t, t in links) for t in targets}
 
     wait = options.arp_wait if options.arp_wait is not None else min(options.timeout / 2, 0.6)
+    wait = min(wait, options.max_time / 4)  # two rounds stay well inside the cap
     sweep = arp.sweep(links, wait) if links else arp.Sweep()
     warnings += sweep.warnings
     for address, host in hosts.items():

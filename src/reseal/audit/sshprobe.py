@@ -32,7 +32,7 @@ REMOTE_SCRIPT = (
     "2>/dev/null | grep -i '^[[:space:]]*DUID'; "
     "echo '#leases'; cat /run/systemd/netif/leases/* 2>/dev/null | grep '^CLIENTID='; "
     "echo '#dhclient'; cat /var/lib/dhcp/dhclient*.leases 2>/dev/null | grep default-duid; "
-    "echo '#networkd'; test -d /run/systemd/netif && echo running; "
+    "echo '#networkd'; test -e /run/systemd/netif/state && echo running; "
     "echo '#end'"
 )
 
