@@ -11,7 +11,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-
 from tests.audit.conftest import RESEAL
 
 pytestmark = [pytest.mark.root, pytest.mark.slow]

@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.audit.responder import HOSTILE_NAMES, node_status_answer
 
 from reseal.audit import nbns
 from reseal.audit.collisions import exit_code, find_collisions, summarise
@@ -22,7 +23,6 @@ from reseal.audit.runner import BoundedRunner
 from reseal.audit.sshprobe import parse_remote
 from reseal.audit.targets import expand, select
 from reseal.errors import BadInput
-from tests.audit.responder import HOSTILE_NAMES, node_status_answer
 
 # -- targets -----------------------------------------------------------------------------------
 
