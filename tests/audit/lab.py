@@ -74,6 +74,8 @@ class HostSpec:
     behaviour: str = ""
     extra_addresses: list[int] = field(default_factory=list)  # more last octets on the same NIC
     drop_from_scanner: bool = False  # replies to the scanner go to a blackhole route
+    key_types: tuple[str, ...] = ("ed25519", "ecdsa", "rsa")
+    smb_user: bool = True  # root in the host's passdb, for the credentialed probes
 
 
 @dataclass
@@ -92,7 +94,9 @@ class LabHost:
 class Lab:
     """Build with `Lab.create(hosts)` (a context manager removes everything, also on failure)."""
 
-    def __init__(self, specs: Sequence[HostSpec], workdir: Path | None = None) -> None:
+    def __init__(self, specs: Sequence[HostSpec], workdir: Path | None = None,
+                 start_timeout: float = START_TIMEOUT) -> None:
+        self.start_timeout = start_timeout
         self.tag = f"{PREFIX}{os.getpid()}x{secrets.token_hex(3)}"
         octets = secrets.randbelow(200) + 20, secrets.randbelow(250) + 1
         self.network = ipaddress.ip_network(f"10.{octets[0]}.{octets[1]}.0/24")
@@ -114,9 +118,10 @@ class Lab:
 
     @classmethod
     @contextlib.contextmanager
-    def create(cls, specs: Sequence[HostSpec], workdir: Path | None = None) -> Iterator[Lab]:
+    def create(cls, specs: Sequence[HostSpec], workdir: Path | None = None,
+               start_timeout: float = START_TIMEOUT) -> Iterator[Lab]:
         remove_stale_labs()
-        lab = cls(specs, workdir)
+        lab = cls(specs, workdir, start_timeout)
         try:
             lab.build()
             lab.start()
@@ -196,8 +201,9 @@ class Lab:
         conf = str(d / "smb.conf")
         if host.spec.sid:
             _run(["net", "-s", conf, "setlocalsid", host.spec.sid])
-        _run(["smbpasswd", "-c", conf, "-a", "-s", "root"],
-             input_text=f"{self.password}\n{self.password}\n")
+        if host.spec.smb_user:
+            _run(["smbpasswd", "-c", conf, "-a", "-s", "root"],
+                 input_text=f"{self.password}\n{self.password}\n")
         if host.spec.registry:
             key = r"HKLM\SOFTWARE\Microsoft\Cryptography"
             _run(["net", "-s", conf, "registry", "createkey", key])
@@ -215,7 +221,9 @@ class Lab:
         if keyset not in keysets:
             keydir = self.workdir / f"keys-{keyset}"
             keydir.mkdir()
-            for kind, bits in (("ed25519", None), ("ecdsa", "256"), ("rsa", "2048")):
+            bits_of = {"ed25519": None, "ecdsa": "256", "rsa": "2048"}
+            for kind in host.spec.key_types:
+                bits = bits_of[kind]
                 argv = ["ssh-keygen", "-q", "-t", kind, "-N", "", "-C", f"{keyset}",
                         "-f", str(keydir / f"ssh_host_{kind}_key")]
                 if bits:
@@ -230,7 +238,7 @@ class Lab:
                  "UsePAM no", "StrictModes no", "PermitRootLogin prohibit-password",
                  "PasswordAuthentication no", f"AuthorizedKeysFile {authorized}",
                  "LogLevel ERROR"]
-        lines += [f"HostKey {keydir}/ssh_host_{k}_key" for k in ("ed25519", "ecdsa", "rsa")]
+        lines += [f"HostKey {keydir}/ssh_host_{k}_key" for k in host.spec.key_types]
         (d / "sshd_config").write_text("\n".join(lines) + "\n")
 
     # -- start / stop ---------------------------------------------------------------------
@@ -260,7 +268,7 @@ class Lab:
             host.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=log,
                                             stderr=subprocess.STDOUT, start_new_session=True)
             log.close()
-        deadline = time.monotonic() + START_TIMEOUT
+        deadline = time.monotonic() + self.start_timeout
         for host in self.hosts:
             for port in self._ports(host):
                 self._wait_port(host, port, deadline)

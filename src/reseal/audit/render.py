@@ -35,12 +35,25 @@ def headline(report: AuditReport) -> str:
         found += f" ({', '.join(scored)})"
     if s.get("info"):
         found += f", {s['info']} not scored"
+    answering = "answering" if report.scope == "lan" else "read"
     return (f"reseal audit {report.scope}: {count} {what}, {s['machines_answering']} "
-            f"answering, {found}; {report.seconds:.1f} s")
+            f"{answering}, {found}; {report.seconds:.1f} s")
+
+
+def tail(text: str, limit: int = 40) -> str:
+    """The end of a long path or id, which is the part that tells them apart."""
+    shown = safe(text, 10_000)
+    return shown if len(shown) <= limit else "…" + shown[-(limit - 1):]
 
 
 def _machine_ref(machine_id: str, label: str) -> str:
-    return safe(machine_id, 40) if label == machine_id else f"{safe(machine_id, 40)} ({safe(label, 24)})"
+    return tail(machine_id) if label == machine_id else f"{tail(machine_id)} ({safe(label, 24)})"
+
+
+def _machines_cell(ids: list[str], labels: list[str], shown: int = 4) -> str:
+    refs = [_machine_ref(m, lab) for m, lab in zip(ids, labels, strict=True)]
+    extra = f", +{len(refs) - shown} more" if len(refs) > shown else ""
+    return ", ".join(refs[:shown]) + extra
 
 
 def render_text(report: AuditReport) -> str:
@@ -48,8 +61,7 @@ def render_text(report: AuditReport) -> str:
     if report.findings:
         rows = []
         for f in report.findings:
-            machines = ", ".join(_machine_ref(m, lab) for m, lab in zip(f.machines, f.labels,
-                                                                         strict=True))
+            machines = _machines_cell(f.machines, f.labels)
             rows.append((f.severity if f.scored else "info", f.title, safe(f.value, 48),
                          machines))
         lines.append(format_table(("SEVERITY", "KIND", "VALUE", "MACHINES"), rows))
@@ -100,6 +112,6 @@ def _machine_row(report: AuditReport, m: Machine) -> tuple[str, ...]:
         return (addresses, m.status, safe(name, 20), _first(m, "mac"),
                 safe(_first(m, "machine-sid"), 48), str(keys or ""), safe(m.os, 30))
     ident = _first(m, "machine-sid") or _first(m, "machine-id")
-    return (safe(m.id, 50), m.status, safe(m.names.get("computer") or m.names.get("hostname")
+    return (tail(m.id, 50), m.status, safe(m.names.get("computer") or m.names.get("hostname")
                                            or "", 20), safe(ident, 48), str(keys or ""),
             safe(m.os, 30))

@@ -73,6 +73,10 @@ def _finish(report: object, args: argparse.Namespace) -> int:
         if args.html is not None:
             print(f"HTML report: {args.html.resolve()}")
     code = exit_code(report, args.fail_on)
+    below = [f for f in report.findings if f.scored]
+    if code == 0 and below and not args.json:
+        print(f"No collision at {args.fail_on} severity or above (--fail-on {args.fail_on}); "
+              f"{len(below)} below it, listed above.")
     if code == 0 and any(m.status == "error" for m in report.machines):
         return 1
     return code
