@@ -18,6 +18,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import sys
 import time
@@ -60,6 +61,26 @@ print(len(found), sum(1 for v in found.values() if v[1] and v[2]))
 """
 
 
+def _breakdown(report: dict) -> str:
+    """Median seconds of each probe kind, and what did not come back ok."""
+    seconds: dict[str, list[float]] = {}
+    failed: dict[str, int] = {}
+    for machine in report["machines"]:
+        for probe in machine["probes"]:
+            if probe["seconds"]:
+                seconds.setdefault(probe["name"], []).append(probe["seconds"])
+            if machine["status"] == "ok" and probe["status"] not in ("ok", "skipped"):
+                key = f"{probe['name']} {probe['status']}"
+                failed[key] = failed.get(key, 0) + 1
+    medians = ", ".join(f"{k} {statistics.median(v):.2f}" for k, v in sorted(seconds.items()))
+    return f"median probe s: {medians}; not ok: {failed or 'none'}"
+
+
+def _cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
 def _load() -> str:
     return " ".join(f"{x:.1f}" for x in os.getloadavg())
 
@@ -82,28 +103,35 @@ def main() -> int:
         lab.scanner_run([RESEAL, "audit", "lan", str(lab.network), "--json"], timeout=300)
         rows = []
         for concurrency in [int(c) for c in args.concurrency.split(",")]:
-            times = []
+            times, cpu = [], []
             for _ in range(args.runs):
+                c0 = _cpu()
                 t0 = time.monotonic()
                 proc = lab.scanner_run([RESEAL, "audit", "lan", str(lab.network), "--json",
                                         "--concurrency", str(concurrency)], timeout=300)
                 times.append(time.monotonic() - t0)
+                cpu.append(_cpu() - c0)
                 report = json.loads(proc.stdout)
                 answering = report["summary"]["machines_answering"]
                 with_sid = sum(1 for m in report["machines"]
                                if any(i["kind"] == "machine-sid" for i in m["identities"]))
+                print(f"  concurrency {concurrency}: {times[-1]:.2f} s; {_breakdown(report)}")
             median = statistics.median(times)
             rows.append((f"reseal audit lan /24, concurrency {concurrency}", f"{median:.2f}",
-                         f"{answering / median:.1f}", f"{answering} answering, {with_sid} SIDs"))
+                         f"{statistics.median(cpu):.2f}", f"{answering / median:.1f}",
+                         f"{254 / median:.1f}", f"{answering} answering, {with_sid} SIDs"))
         live = [h.address for h in lab.hosts]
+        c0 = _cpu()
         t0 = time.monotonic()
         proc = lab.scanner_run([sys.executable, "-c", PEER, *live], timeout=900)
         peer = time.monotonic() - t0
+        peer_cpu = _cpu() - c0
         done = proc.stdout.split()
         rows.append(("ssh-keyscan + impacket, one host after another (live hosts only)",
-                     f"{peer:.2f}", f"{len(live) / peer:.1f}",
+                     f"{peer:.2f}", f"{peer_cpu:.2f}", f"{len(live) / peer:.1f}", "",
                      f"{done[1] if len(done) > 1 else '?'} with SID and keys"))
-        print(format_table(("run", "seconds", "hosts/s", "read"), rows))
+        print(format_table(("run", "seconds", "CPU s (client)", "live hosts/s", "addresses/s",
+                            "read"), rows))
         print(f"load average after: {_load()}")
     return 0
 

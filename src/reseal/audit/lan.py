@@ -104,14 +104,16 @@ def audit_lan(targets: list[Address], options: LanOptions, *, given: list[str] |
     login = options.credentials
     for host in live:
         text = str(host.address)
+        # connect and every read end after `timeout` by themselves (socket timeouts); the
+        # runner's budget only stops a server that drips bytes to keep a probe alive
         runner.add(("smb", host.address),
-                   functools.partial(probe_smb, text, options.timeout, login.smb), 2 * budget)
+                   functools.partial(probe_smb, text, options.timeout, login.smb), 4 * budget)
         runner.add(("ssh-keys", host.address),
                    functools.partial(keyscan, text, options.timeout), budget + 1.0)
         if login.ssh is not None:
             runner.add(("ssh-login", host.address),
                        functools.partial(login_probe, text, options.timeout, login.ssh),
-                       2 * budget)
+                       4 * budget)
     runner.add(("nbns", None), functools.partial(nbns.node_status, [h.address for h in live],
                                                  options.timeout), budget + 1.0)
     if progress is not None:
@@ -209,7 +211,7 @@ def _apply_smb(host: _Host, outcome: Outcome | None, options: LanOptions) -> Non
     if facts.status != "ok":
         return
     for key, value in facts.names.items():
-        host.names.setdefault(key if key != "netbios" else "netbios", value)
+        host.names.setdefault(key, value)
     if facts.names.get("netbios"):
         host.add("netbios-name", facts.names["netbios"], "NTLM challenge")
     if facts.names.get("dns"):
@@ -322,8 +324,8 @@ def _machines(hosts: dict[Address, _Host]) -> tuple[list[Machine], list[Finding]
             scored=True, machines=ids, labels=[labels[i] for i in ids], why=kind.why,
             fix=kind.fix, operations=list(kind.operations),
             notes=[f"ARP replies from {len(host.macs)} MACs: {', '.join(host.macs)}",
-                   "what was read from this address may come from either machine; it is "
-                   "shown but not compared"]))
+                   "what was read from this address may come from either machine: it is "
+                   "shown, not scored"]))
     return machines, findings
 
 
@@ -332,8 +334,7 @@ def _machine(group: list[_Host]) -> Machine:
     ambiguous = len(first.macs) > 1
     identities = []
     if len(first.macs) == 1:
-        source = first.mac_source
-        first.add("mac", first.macs[0], source)
+        first.add("mac", first.macs[0], first.mac_source)
     for identity in first.identities:
         if ambiguous:
             identity.unreliable = identity.unreliable or "the address is answered by several MACs"
@@ -345,9 +346,6 @@ def _machine(group: list[_Host]) -> Machine:
                       probes=list(first.probes), notes=list(first.notes))
     if ambiguous:
         machine.notes.append("several MACs answer for this address: " + ", ".join(first.macs))
-        # what was read there cannot be attributed to one machine: keep it out of comparisons
-        machine.identities = [Identity(i.kind, i.value, i.source, i.detail, i.unreliable)
-                              for i in identities]
     if len(group) > 1:
         machine.notes.append(f"one machine on {len(group)} addresses ({', '.join(machine.addresses)}): "
                              "one MAC and every identity equal")

@@ -88,8 +88,8 @@ def probe_smb(address: str, timeout: float, login: SmbLogin | None) -> SmbFacts:
     try:
         conn = SMBConnection(address, address, sess_port=445, timeout=timeout)
     except Exception as exc:  # impacket wraps socket errors in its own types
-        status, detail = classify(exc.__context__ or exc) if _is_wrapped(exc) else classify(exc)
-        return SmbFacts(status, detail)
+        cause = exc.__context__ if isinstance(exc.__context__, OSError) else exc
+        return SmbFacts(*classify(cause))
     facts = SmbFacts("ok")
     try:
         _negotiated(conn, facts)
@@ -106,10 +106,6 @@ def probe_smb(address: str, timeout: float, login: SmbLogin | None) -> SmbFacts:
         with contextlib.suppress(Exception):  # the host may have dropped it already
             conn.close()
     return facts
-
-
-def _is_wrapped(exc: BaseException) -> bool:
-    return exc.__context__ is not None and isinstance(exc.__context__, OSError)
 
 
 def _negotiated(conn: object, facts: SmbFacts) -> None:
