@@ -28,7 +28,7 @@ from reseal.audit.model import AuditReport, Finding, Identity, Machine, Probe
 from reseal.audit.progress import Progress
 from reseal.audit.runner import BoundedRunner, Outcome
 from reseal.audit.smb import SmbFacts, classify, probe_smb
-from reseal.audit.sshprobe import SshKeys, SshLoginFacts, keyscan, login_probe
+from reseal.audit.sshprobe import SshKeys, SshLoginFacts, host_keys, login_probe
 
 Address = ipaddress.IPv4Address
 ANSWERED = ("ok", "denied")  # a probe that got the protocol's own answer
@@ -97,8 +97,7 @@ def audit_lan(targets: list[Address], options: LanOptions, *, given: list[str] |
                                      "no MAC of its own is visible from here"))
 
     live = [h for h in hosts.values() if h.live]
-    if options.credentials.ssh is not None:
-        import paramiko  # noqa: F401  (imported once here, not by the first probe's thread)
+    import paramiko  # noqa: F401  (imported once here, not by the first probe's thread)
     runner = BoundedRunner(options.concurrency, deadline)
     budget = options.timeout
     login = options.credentials
@@ -109,7 +108,7 @@ def audit_lan(targets: list[Address], options: LanOptions, *, given: list[str] |
         runner.add(("smb", host.address),
                    functools.partial(probe_smb, text, options.timeout, login.smb), 4 * budget)
         runner.add(("ssh-keys", host.address),
-                   functools.partial(keyscan, text, options.timeout), budget + 1.0)
+                   functools.partial(host_keys, text, options.timeout), budget + 1.0)
         if login.ssh is not None:
             runner.add(("ssh-login", host.address),
                        functools.partial(login_probe, text, options.timeout, login.ssh),
@@ -252,7 +251,7 @@ def _apply_keys(host: _Host, outcome: Outcome | None, options: LanOptions) -> No
     detail = keys.detail or ", ".join(k.key_type for k in keys.keys)
     host.probes.append(Probe("ssh-keys", keys.status, detail, round(outcome.seconds, 3)))
     for key in keys.keys:
-        host.add("ssh-host-key", key.fingerprint, "ssh-keyscan", detail=key.key_type)
+        host.add("ssh-host-key", key.fingerprint, "SSH key exchange", detail=key.key_type)
     if keys.banner:
         host.names.setdefault("ssh", keys.banner)
 

@@ -1,20 +1,28 @@
-"""SSH facts: the host keys of every type (OpenSSH's ssh-keyscan), and with a login the
-machine-id and the DHCP DUID (paramiko).
+"""SSH facts: the host keys of every type, and with a login the machine-id and the DHCP DUID.
 
-ssh-keyscan is asked for each key type a server can hold; it opens one connection per type and
-gives up on a connection after `-T` seconds of silence, and the process is killed when the
-probe's budget ends. Fingerprints are computed here from the key blobs, the way `ssh-keygen -l`
-prints them.
+Host keys come from key exchanges with paramiko: the first exchange also records which host
+key algorithms the server offers, and one more exchange per offered key family (ed25519,
+ecdsa, rsa) fetches that family's key; nothing is authenticated. A server that offers a DSA
+key (which paramiko no longer speaks) gets one `ssh-keyscan -t dsa` for it. Measured on the
+lab: about 4 ms of CPU per key this way against about 50 ms for an ssh-keyscan process (its
+post-quantum key exchange), which is most of a /24 audit's CPU. Fingerprints are computed
+here from the key blobs, the way `ssh-keygen -l` prints them.
 """
 
 from __future__ import annotations
 
+import base64
 import contextlib
+import hashlib
+import logging
 import os
 import re
 import signal
+import socket
 import subprocess
+import time
 from dataclasses import dataclass, field
+from typing import Any
 
 from reseal.audit.credentials import SshLogin
 from reseal.audit.duid import networkd_duid
@@ -59,8 +67,93 @@ class SshLoginFacts:
     duids: list[tuple[str, str]] = field(default_factory=list)  # (value, where it came from)
 
 
-def keyscan(address: str, timeout: float, port: int = 22) -> SshKeys:
-    argv = ["ssh-keyscan", "-T", str(max(1, round(timeout))), "-p", str(port), "-t", KEY_TYPES,
+KEY_FAMILIES = {  # paramiko's names for the host key algorithms of each family
+    "ed25519": ("ssh-ed25519",),
+    "ecdsa": ("ecdsa-sha2-nistp256", "ecdsa-sha2-nistp384", "ecdsa-sha2-nistp521"),
+    "rsa": ("rsa-sha2-512", "rsa-sha2-256", "ssh-rsa"),
+}
+
+
+def _family(algorithm: str) -> str | None:
+    if algorithm == "ssh-dss":
+        return "dsa"
+    return next((f for f, names in KEY_FAMILIES.items() if algorithm in names), None)
+
+
+def _exchange(address: str, port: int, algorithms: tuple[str, ...],
+              timeout: float) -> tuple[Any, list[str], str]:
+    """One key exchange: (server host key, host key algorithms the server offered, banner)."""
+    import paramiko
+
+    offered: list[str] = []
+
+    class Recorder(paramiko.Transport):
+        def _really_parse_kex_init(self, m: Any, ignore_first_byte: bool = False) -> Any:
+            parsed = super()._really_parse_kex_init(m, ignore_first_byte)
+            if not offered:  # the first KEXINIT parsed is the server's
+                offered.extend(str(a) for a in parsed.get("server_key_algo_list", []))
+            return parsed
+
+    sock = socket.create_connection((address, port), timeout=timeout)
+    transport = Recorder(sock)
+    try:
+        transport.banner_timeout = timeout
+        transport.handshake_timeout = timeout
+        known = set(paramiko.Transport._key_info)  # the algorithms this paramiko speaks
+        transport.get_security_options().key_types = [a for a in algorithms if a in known]
+        transport.start_client(timeout=timeout)
+        return transport.get_remote_server_key(), offered, str(transport.remote_version or "")
+    finally:
+        transport.close()
+        sock.close()
+
+
+def host_keys(address: str, timeout: float, port: int = 22) -> SshKeys:
+    """Every host key the server holds, within `timeout` seconds in all."""
+    logging.getLogger("paramiko").setLevel(logging.CRITICAL)  # failures are the result
+    end = time.monotonic() + timeout
+    all_algorithms = tuple(a for names in KEY_FAMILIES.values() for a in names)
+    try:
+        first, offered, banner = _exchange(address, port, all_algorithms, timeout)
+    except Exception as exc:
+        from reseal.audit.smb import classify
+
+        status, detail = classify(exc)
+        if status == "error" and ("banner" in detail.lower() or "protocol" in detail.lower()):
+            status = "garbage"
+        if status == "error" and "incompatible" in detail.lower():
+            return keyscan(address, max(0.5, end - time.monotonic()), port)  # e.g. DSA only
+        return SshKeys(status, detail=detail)
+    keys = [_host_key(first)]
+    families = {_family(a) for a in offered} - {None, _family(first.get_name())}
+    result = SshKeys("ok", keys, banner=banner[:200])
+    for family in sorted(f for f in families if f is not None):
+        left = end - time.monotonic()
+        if left <= 0:
+            result.detail = f"stopped after {timeout:g} s"
+            break
+        try:
+            if family == "dsa":
+                raise ValueError("paramiko has no DSA")
+            key, _, _ = _exchange(address, port, KEY_FAMILIES[family], left)
+            keys.append(_host_key(key))
+        except Exception:  # e.g. an old server's SHA-1 ssh-rsa: OpenSSH's own client then
+            fallback = keyscan(address, max(0.5, end - time.monotonic()), port, family)
+            keys += fallback.keys
+            if not fallback.keys:
+                result.detail = f"the {family} key the server offers did not come"
+    return result
+
+
+def _host_key(key: Any) -> HostKey:
+    blob = key.asbytes()
+    digest = base64.b64encode(hashlib.sha256(blob).digest()).decode().rstrip("=")
+    return HostKey(str(key.get_name())[:64], f"SHA256:{digest}")
+
+
+def keyscan(address: str, timeout: float, port: int = 22, types: str = KEY_TYPES) -> SshKeys:
+    """OpenSSH's ssh-keyscan: used for DSA host keys, and by the benchmark's peer."""
+    argv = ["ssh-keyscan", "-T", str(max(1, round(timeout))), "-p", str(port), "-t", types,
             address]
     try:
         proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
