@@ -248,3 +248,19 @@ def test_html_escapes_every_host_string_and_allows_no_fetch() -> None:
     assert "default-src 'none'" in html and "script-src 'sha256-" in html
     assert "http://" not in html and "https://" not in html
     assert html.count('class="finding"') == 2
+
+
+def test_progress_bar_draws_only_when_asked() -> None:
+    import io
+
+    from reseal.audit.progress import Progress
+
+    stream = io.StringIO()
+    bar = Progress(4, "probes", stream, bar=True)
+    bar.advance("smb 10.0.0.1")
+    bar.advance("nbns")
+    assert "[###############...............] 2/4 probes" in stream.getvalue()
+    bar.close()
+    quiet = io.StringIO()
+    Progress(4, "probes", quiet).advance("x")  # a StringIO is not a terminal
+    assert quiet.getvalue() == ""

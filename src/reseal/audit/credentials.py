@@ -21,6 +21,7 @@ import stat
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reseal.audit.targets import read_bounded
 from reseal.errors import BadInput
 from reseal.pipeline.yamlsafe import YMap, YScalar, load_yaml
 
@@ -73,13 +74,7 @@ def _secret(section: YMap, name: str, base: Path) -> str:
             raise BadInput(f"{where}.password_env: the variable {value} is not set")
         return os.environ[value]
     path = (base.parent / value) if not Path(value).is_absolute() else Path(value)
-    try:
-        with path.open("rb") as handle:
-            data = handle.read(MAX_SECRET_FILE + 1)
-    except OSError as exc:
-        raise BadInput(f"{where}.password_file: cannot read {path}: {exc.strerror}") from None
-    if len(data) > MAX_SECRET_FILE:
-        raise BadInput(f"{where}.password_file: {path} is larger than {MAX_SECRET_FILE} bytes")
+    data = read_bounded(path, MAX_SECRET_FILE, f"{where}.password_file", "password file")
     return data.decode("utf-8", errors="strict").rstrip("\r\n")
 
 

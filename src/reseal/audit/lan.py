@@ -169,6 +169,16 @@ def _failed(outcome: Outcome | None, name: str, options: LanOptions) -> Probe | 
     return None
 
 
+def _answered(host: _Host, outcome: Outcome | None, name: str,
+              options: LanOptions) -> Outcome | None:
+    """The outcome when the probe gave a value; else its failure is recorded and None."""
+    failure = _failed(outcome, name, options)
+    if failure is not None or outcome is None:
+        host.probes.append(failure or Probe(name, "not probed"))
+        return None
+    return outcome
+
+
 def _apply_nbns(outcome: Outcome | None, hosts: dict[Address, _Host],
                 options: LanOptions) -> None:
     failure = _failed(outcome, "nbns", options)
@@ -200,9 +210,8 @@ def _names_text(status: nbns.NodeStatus) -> str:
 
 
 def _apply_smb(host: _Host, outcome: Outcome | None, options: LanOptions) -> None:
-    failure = _failed(outcome, "smb", options)
-    if failure is not None or outcome is None:
-        host.probes.append(failure or Probe("smb", "not probed"))
+    outcome = _answered(host, outcome, "smb", options)
+    if outcome is None:
         return
     facts: SmbFacts = outcome.value
     seconds = round(outcome.seconds, 3)
@@ -243,9 +252,8 @@ def _smb_text(facts: SmbFacts) -> str:
 
 
 def _apply_keys(host: _Host, outcome: Outcome | None, options: LanOptions) -> None:
-    failure = _failed(outcome, "ssh-keys", options)
-    if failure is not None or outcome is None:
-        host.probes.append(failure or Probe("ssh-keys", "not probed"))
+    outcome = _answered(host, outcome, "ssh-keys", options)
+    if outcome is None:
         return
     keys: SshKeys = outcome.value
     detail = keys.detail or ", ".join(k.key_type for k in keys.keys)
@@ -257,9 +265,8 @@ def _apply_keys(host: _Host, outcome: Outcome | None, options: LanOptions) -> No
 
 
 def _apply_login(host: _Host, outcome: Outcome | None, options: LanOptions) -> None:
-    failure = _failed(outcome, "ssh-login", options)
-    if failure is not None or outcome is None:
-        host.probes.append(failure or Probe("ssh-login", "not probed"))
+    outcome = _answered(host, outcome, "ssh-login", options)
+    if outcome is None:
         return
     facts: SshLoginFacts = outcome.value
     host.probes.append(Probe("ssh-login", facts.status, facts.detail, round(outcome.seconds, 3)))

@@ -65,15 +65,20 @@ def _expand_one(spec: str, where: str) -> list[Address]:
         raise _bad(spec, where, "is not an IPv4 address (host names are not resolved)") from None
 
 
-def _read_file(path_text: str, where: str) -> list[str]:
-    path = Path(path_text)
+def read_bounded(path: Path, limit: int, where: str, what: str) -> bytes:
+    """A small input file (target list, password file); refused above `limit` bytes."""
     try:
         with path.open("rb") as handle:
-            data = handle.read(MAX_FILE_BYTES + 1)
+            data = handle.read(limit + 1)
     except OSError as exc:
-        raise BadInput(f"{where}: cannot read the target file {path}: {exc.strerror}") from None
-    if len(data) > MAX_FILE_BYTES:
-        raise BadInput(f"{path}: target file larger than {MAX_FILE_BYTES} bytes")
+        raise BadInput(f"{where}: cannot read the {what} {path}: {exc.strerror}") from None
+    if len(data) > limit:
+        raise BadInput(f"{where}: the {what} {path} is larger than {limit} bytes")
+    return data
+
+
+def _read_file(path_text: str, where: str) -> list[str]:
+    data = read_bounded(Path(path_text), MAX_FILE_BYTES, where, "target file")
     words: list[str] = []
     for line in data.decode("utf-8", errors="replace").splitlines():
         line = line.split("#", 1)[0]
