@@ -12,9 +12,12 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import pytest
 from tests.cluster.daskprocs import DaskCluster, free_port
 
 from reseal.pipeline.batch import read_records
+
+pytest.importorskip("distributed", reason="Dask is not installed (pip install 'reseal[cluster]')")
 
 PYTHON = sys.executable
 MACHINES = [f"node-{n:02}" for n in range(1, 9)]
@@ -194,8 +197,6 @@ def test_scheduler_gone_mid_run_then_local_resume_finishes_each_machine_once(
 
 
 def test_answer_file_cluster_address_is_checked(tmp_path: Path) -> None:
-    import pytest
-
     from reseal.pipeline.answerfile import AnswerFileError, load_answer_file
 
     (tmp_path / "master").mkdir()

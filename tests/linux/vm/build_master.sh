@@ -106,7 +106,7 @@ ln -sf /dev/null "$R/etc/systemd/system/serial-getty@ttyS0.service"
 ln -sf /dev/null "$R/etc/systemd/system/getty@tty1.service"
 
 mkdir -p "$R/etc/default"
-echo "GRUB_CMDLINE_LINUX=\"root=UUID=$UUID console=ttyS0,115200\"" > "$R/etc/default/grub"
+echo "GRUB_CMDLINE_LINUX=\"root=UUID=$UUID console=ttyS0,115200 no_timer_check\"" > "$R/etc/default/grub"
 
 # GRUB 2 for BIOS, as grub-install lays it out: the modules in /boot/grub/i386-pc, boot.img's
 # code in the MBR, core.img in the sectors after it. core.img finds /boot/grub on partition 1
@@ -121,7 +121,7 @@ insmod part_msdos
 insmod ext2
 search --no-floppy --fs-uuid --set=root $UUID
 menuentry 'Debian GNU/Linux' {
-    linux /boot/$KERNEL root=UUID=$UUID ro console=ttyS0,115200 quiet loglevel=3 systemd.show_status=false
+    linux /boot/$KERNEL root=UUID=$UUID ro console=ttyS0,115200 no_timer_check quiet loglevel=3 systemd.show_status=false
     initrd /boot/$INITRD
 }
 CFG
