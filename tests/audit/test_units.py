@@ -264,3 +264,10 @@ def test_progress_bar_draws_only_when_asked() -> None:
     quiet = io.StringIO()
     Progress(4, "probes", quiet).advance("x")  # a StringIO is not a terminal
     assert quiet.getvalue() == ""
+
+
+def test_unreachable_addresses_fold_into_ranges() -> None:
+    from reseal.audit.html import address_ranges
+
+    assert address_ranges(["10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.0.7",
+                           "10.0.0.8"]) == ["10.0.0.1-10.0.0.3", "10.0.0.5", "10.0.0.7-10.0.0.8"]

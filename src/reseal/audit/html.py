@@ -43,11 +43,33 @@ document.querySelectorAll('table.sortable').forEach(function (table) {
 """.strip()
 
 
+def address_ranges(addresses: list[str]) -> list[str]:
+    """Consecutive IPv4 addresses folded into `a-b` ranges (anything else left as it is)."""
+    import ipaddress
+
+    numbers, others = [], []
+    for text in addresses:
+        try:
+            numbers.append(int(ipaddress.IPv4Address(text)))
+        except ValueError:
+            others.append(text)
+    runs: list[list[int]] = []
+    for n in sorted(set(numbers)):
+        if runs and n == runs[-1][1] + 1:
+            runs[-1][1] = n
+        else:
+            runs.append([n, n])
+    ranges = [str(ipaddress.IPv4Address(a)) if a == b else
+              f"{ipaddress.IPv4Address(a)}-{ipaddress.IPv4Address(b)}" for a, b in runs]
+    return ranges + others
+
+
 def _environment() -> jinja2.Environment:
     env = jinja2.Environment(loader=jinja2.FileSystemLoader(str(TEMPLATES)),
                              autoescape=True, undefined=jinja2.StrictUndefined,
                              trim_blocks=True, lstrip_blocks=True)
     env.globals["zip"] = zip
+    env.filters["ranges"] = address_ranges
     return env
 
 
