@@ -19,18 +19,21 @@ SHARED_SID = "S-1-5-21-1111111111-2222222222-3333333333"
 SHARED_MAC = "52:54:00:aa:bb:01"
 SHARED_MACHINE_ID = "5a0c1e7d2b3f4a5e9c8d7b6a5f4e3d2c"
 SHARED_GUID = "11111111-2222-3333-4444-555555555555"
+SHARED_SUS_ID = "3c2b1a09-8f7e-4d6c-9b5a-493827160504"
 TIMEOUT = 2.0
 
 
 def lab_hosts() -> list[HostSpec]:
     """The planted collisions: HOSTA and HOSTB are a clone pair (one SID, one SSH host key set,
-    one MAC, one machine-id, one MachineGuid), HOSTC has its own identity; hostile and broken
+    one MAC, one machine-id, one MachineGuid and SusClientId), HOSTC has its own identity; hostile and broken
     hosts beside them; DUP1 and DUP2 both claim .40."""
     return [
         HostSpec("HOSTA", 11, mac=SHARED_MAC, sid=SHARED_SID, ssh_keys="golden",
-                 machine_id=SHARED_MACHINE_ID, registry={"MachineGuid": SHARED_GUID}),
+                 machine_id=SHARED_MACHINE_ID,
+                 registry={"MachineGuid": SHARED_GUID, "SusClientId": SHARED_SUS_ID}),
         HostSpec("HOSTB", 12, mac=SHARED_MAC, sid=SHARED_SID, ssh_keys="golden",
-                 machine_id=SHARED_MACHINE_ID, registry={"MachineGuid": SHARED_GUID}),
+                 machine_id=SHARED_MACHINE_ID,
+                 registry={"MachineGuid": SHARED_GUID, "SusClientId": SHARED_SUS_ID}),
         HostSpec("HOSTC", 13, mac="52:54:00:aa:bb:03", machine_id="c" * 32,
                  registry={"MachineGuid": "33333333-2222-3333-4444-555555555555"}),
         HostSpec("JUNK", 21, kind="responder", behaviour="garbage"),

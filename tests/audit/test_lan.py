@@ -21,6 +21,7 @@ from tests.audit.conftest import (
     SHARED_MAC,
     SHARED_MACHINE_ID,
     SHARED_SID,
+    SHARED_SUS_ID,
     TIMEOUT,
     LabAudit,
     run_audit,
@@ -48,7 +49,7 @@ def test_planted_collisions_are_found_and_nothing_else(lab_audit: LabAudit) -> N
     a, b = lab.address(11), lab.address(12)
     pair = (a, b)
     expected = {("machine-sid", pair), ("ssh-host-key", pair), ("mac", pair),
-                ("machine-id", pair), ("machine-guid", pair),
+                ("machine-id", pair), ("machine-guid", pair), ("sus-client-id", pair),
                 ("duplicate-address", (lab.address(40), lab.address(31), lab.address(32)))}
     assert _finding_set(lab_audit.report, lab) == expected
     assert lab_audit.exit_code == 3
@@ -59,6 +60,7 @@ def test_planted_collisions_are_found_and_nothing_else(lab_audit: LabAudit) -> N
     assert by_kind["machine-id"]["value"] == SHARED_MACHINE_ID
     assert by_kind["machine-id"]["severity"] == "medium"
     assert by_kind["machine-guid"]["value"] == SHARED_GUID
+    assert by_kind["sus-client-id"]["value"] == SHARED_SUS_ID
     assert "windows-machine-sid" in by_kind["machine-sid"]["operations"]
     assert by_kind["ssh-host-key"]["operations"] == ["linux-ssh-hostkeys"]
     # every key type of the shared set collides, each as its own finding

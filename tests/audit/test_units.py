@@ -271,3 +271,31 @@ def test_unreachable_addresses_fold_into_ranges() -> None:
 
     assert address_ranges(["10.0.0.3", "10.0.0.1", "10.0.0.2", "10.0.0.5", "10.0.0.7",
                            "10.0.0.8"]) == ["10.0.0.1-10.0.0.3", "10.0.0.5", "10.0.0.7-10.0.0.8"]
+
+
+def test_domain_controllers_share_the_domain_sid_unscored() -> None:
+    """On a DC the LSA account domain is the domain: its SID is every DC's, by design."""
+    import ipaddress
+
+    from reseal.audit.lan import LanOptions, _apply_smb, _Host, _machines
+    from reseal.audit.runner import Outcome
+    from reseal.audit.smb import SmbFacts
+
+    domain_sid = "S-1-5-21-100-200-300"
+    hosts = {}
+    for n, (name, primary) in enumerate((("DC1", domain_sid), ("DC2", domain_sid),
+                                         ("WS1", domain_sid), ("WS2", domain_sid))):
+        address = ipaddress.IPv4Address(f"10.0.0.{n + 1}")
+        sid = domain_sid if name.startswith("DC") else "S-1-5-21-7-7-7"
+        facts = SmbFacts("ok", names={"netbios": name}, machine_sid=sid,
+                         account_domain=name, primary_domain="CORP", primary_sid=primary,
+                         lsa_status="ok")
+        host = _Host(address, True, macs=[f"52:54:00:00:00:0{n}"], mac_source="ARP reply")
+        _apply_smb(host, Outcome(("smb", address), facts, seconds=0.1), LanOptions())
+        hosts[address] = host
+    machines, extra = _machines(hosts)
+    findings = find_collisions(machines, extra)
+    got = {(f.kind, f.scored, tuple(f.machines)) for f in findings}
+    assert got == {("machine-sid", False, ("10.0.0.1", "10.0.0.2")),
+                   ("machine-sid", True, ("10.0.0.3", "10.0.0.4"))}
+    assert "domain controller of CORP" in machines[0].notes
