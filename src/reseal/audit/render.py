@@ -30,6 +30,8 @@ def headline(report: AuditReport) -> str:
     scored = [f"{s[k]} {k}" for k in ("high", "medium", "low") if s.get(k)]
     what = "addresses" if report.scope == "lan" else "images"
     count = report.settings.get(what, s["machines"])
+    if count == 1:
+        what = "address" if report.scope == "lan" else "image"
     found = f"{s['scored']} collision{'s' if s['scored'] != 1 else ''}"
     if scored:
         found += f" ({', '.join(scored)})"
