@@ -92,7 +92,7 @@ def _batch(tmp_path: Path, master: Path, os_name: str, extra: str) -> list[Path]
 
 def test_batch_clones_share_no_identity(samples: Path, tmp_path: Path) -> None:
     linux = _batch(tmp_path, samples / "linux-gpt.img", "linux",
-                   "operations:\n  enable: [linux-fs-uuids]\n  options:\n"
+                   "operations:\n  enable: [linux-fs-uuids, linux-disk-ids]\n  options:\n"
                    "    linux-machine-id:\n      write_new: true\n")
     windows = _batch(tmp_path, samples / "windows-gpt.img", "windows",
                      "  machine_sid: random\noperations:\n  disable: [windows-leftovers]\n")
@@ -102,8 +102,11 @@ def test_batch_clones_share_no_identity(samples: Path, tmp_path: Path) -> None:
     # what is left are disk identifiers no reseal operation changes yet, shown as low
     assert {f["severity"] for f in report["findings"]} <= {"low"}
     assert {f["kind"] for f in report["findings"]} <= DISK_KINDS
-    shared_fs = [n for f in report["findings"] if f["kind"] == "fs-uuid" for n in f["notes"]]
-    assert shared_fs and not [n for n in shared_fs if "ext4" in n]  # the ESP's FAT id only
+    linux_ids = set(map(str, linux))
+    linux_left = [f for f in report["findings"] if set(f["machines"]) & linux_ids]
+    # linux-fs-uuids and linux-disk-ids renewed the rest: only the ESP's FAT serial is shared
+    assert [(f["kind"], f["notes"]) for f in linux_left] == [
+        ("fs-uuid", ["seen as: p1 (vfat)"])], linux_left
     # each clone still carries its identities, each its own
     for machine in report["machines"]:
         kinds = {i["kind"] for i in machine["identities"]}

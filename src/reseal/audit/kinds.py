@@ -101,17 +101,19 @@ KINDS: dict[str, Kind] = dict([
     _kind("disk-guid", "GPT disk GUID", "low",
           "when two of these disks meet on one host, Windows takes one offline and "
           "by-id names collide",
-          "no reseal operation changes it yet; `sfdisk --disk-id DISK NEW-GUID` on the copy "
-          "(or `sgdisk -G`, which also renews the partition GUIDs)"),
+          "give the disk a new GUID (Linux disks; a disk holding Windows is refused, since "
+          "Windows binds its volumes to it: use `sgdisk -G` and rebuild MountedDevices/BCD)",
+          ("linux-disk-ids",)),
     _kind("partition-guid", "GPT partition GUID", "low",
           "PARTUUID= references match partitions of either disk when both are attached",
-          "no reseal operation changes it yet; `sgdisk -G DISK` on the copy, then follow "
-          "PARTUUID= references"),
+          "give the partitions new GUIDs; PARTUUID= references follow (Linux disks)",
+          ("linux-disk-ids",)),
     _kind("mbr-signature", "MBR disk signature", "low",
           "when two of these disks meet on one Windows host, the second is taken offline "
           "(signature collision)",
-          "no reseal operation changes it yet; `sfdisk --disk-id DISK 0xNEW` on the copy, and "
-          "windows-hardware-bindings resets MountedDevices so Windows follows"),
+          "give the disk a new signature; PARTUUID= references follow (Linux disks; Windows "
+          "binds C: to the signature, so a Windows disk is refused)",
+          ("linux-disk-ids",)),
     _kind("smb-server-guid", "SMB ServerGuid", "info",
           "Samba derives it from the NetBIOS name, so equal values are expected there; on "
           "Windows it is random per installation",
