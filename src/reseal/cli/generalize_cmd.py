@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.cli.output import print_report
 from reseal.errors import BadInput
 from reseal.formatting import print_json
@@ -38,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "(default: $RESEAL_STATE_DIR or /var/lib/reseal, runs/<id>)")
     parser.add_argument("--allow-unclean-ntfs", action="store_true",
                         help="open an NTFS volume that Windows did not shut down cleanly")
+    add_allow_backing(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -63,6 +65,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     settings.enable = [*settings.enable, *args.enable]
     settings.disable = [*settings.disable, *args.disable]
     settings.allow_unclean_ntfs = settings.allow_unclean_ntfs or args.allow_unclean_ntfs
+    settings.allowed_backing = (*settings.allowed_backing, *allowed_backing(args))
     return settings
 
 

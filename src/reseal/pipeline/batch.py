@@ -119,6 +119,7 @@ class MachineJob:
     state_dir: Path
     attempt: int
     master_format: str | None
+    allowed_backing: tuple[Path, ...] = ()  # --allow-backing, for targets that are overlays
 
 
 # --- state directory --------------------------------------------------------------------
@@ -272,11 +273,13 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
         if plan.target is None:
             raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
                            "batch.master and batch.output)")
-        _undo_interrupted(plan.target, run_dir)
+        _undo_interrupted(plan.target, run_dir, job.allowed_backing)
     target = plan.target_path
     assert target is not None
     record.target = str(target)
-    result = run_generalize(target, settings_from_plan(plan), run_dir=run_dir)
+    settings = settings_from_plan(plan)
+    settings.allowed_backing = allowed_backing_for(plan, job.allowed_backing)
+    result = run_generalize(target, settings, run_dir=run_dir)
     report = result.report
     record.identity = {name: value.new for name, value in report.identity.items()}
     record.changes = len(report.changes)
@@ -287,13 +290,21 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
     record.error = None if result.ok else report.error
 
 
-def _undo_interrupted(target: Path, run_dir: Path) -> None:
+def allowed_backing_for(plan: GeneralizePlan, given: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The backing files a machine's target may use: those given, and the master of an
+    overlay clone (the one file the batch itself made it name)."""
+    if plan.clone is not None and plan.clone.mode == "overlay":
+        return (*given, plan.clone.master.resolve())
+    return given
+
+
+def _undo_interrupted(target: Path, run_dir: Path, allowed_backing: tuple[Path, ...]) -> None:
     """Put back what an interrupted attempt changed before this attempt starts."""
     journal = run_dir / "journal"
     if (journal / "entries.jsonl").is_file():
         from reseal.pipeline.undo import undo_run
 
-        undo_run(target, journal)
+        undo_run(target, journal, allowed_backing=allowed_backing)
     if run_dir.exists():
         shutil.rmtree(run_dir)
 
@@ -351,14 +362,15 @@ class Progress:
 
 def run_batch(answer: AnswerFile, *, jobs: int | None = None, state_dir: Path | None = None,
               progress: Progress | None = None,
-              on_record: Callable[[MachineRecord], None] | None = None) -> BatchResult:
+              on_record: Callable[[MachineRecord], None] | None = None,
+              allowed_backing: tuple[Path, ...] = ()) -> BatchResult:
     """Run every machine not yet done; returns the records of this run."""
     state_dir = state_dir or default_state_dir(answer)
     _check_plans(answer)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(state_dir / "lock", wait_seconds=0,
                     what="another `reseal batch` is running with this state directory"):
-        return _run_locked_batch(answer, jobs, state_dir, progress, on_record)
+        return _run_locked_batch(answer, jobs, state_dir, progress, on_record, allowed_backing)
 
 
 def _check_plans(answer: AnswerFile) -> None:
@@ -376,7 +388,8 @@ def _check_plans(answer: AnswerFile) -> None:
 
 def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
                       progress: Progress | None,
-                      on_record: Callable[[MachineRecord], None] | None) -> BatchResult:
+                      on_record: Callable[[MachineRecord], None] | None,
+                      allowed_backing: tuple[Path, ...]) -> BatchResult:
     state_path = state_dir / "state.json"
     state = BatchState.load(state_path, str(answer.path))
     _reconcile(state, state_dir)
@@ -419,7 +432,8 @@ def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
                     machine_state.started = _now()
                     machine_state.error = None
                     state.save(state_path)
-                    job = MachineJob(plan, state_dir, machine_state.attempts, fmt)
+                    job = MachineJob(plan, state_dir, machine_state.attempts, fmt,
+                                     allowed_backing)
                     running[pool.submit(run_machine, job)] = plan
                     if progress is not None:
                         progress.started(plan.machine)

@@ -22,14 +22,15 @@ class UndoResult:
     attributes_restored: int = 0  # e.g. NTFS ACLs
 
 
-def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
-             ) -> UndoResult:
+def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False,
+             allowed_backing: tuple[Path, ...] = ()) -> UndoResult:
     if not (journal_dir / "entries.jsonl").is_file():
         raise BadInput(f"{journal_dir}: not a reseal undo journal (no entries.jsonl)")
     entries = list(read_entries(journal_dir))
     journal = Journal(journal_dir)
     restored = removed = dirs = attributes = 0
-    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs)
+    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs,
+                          allowed_backing=allowed_backing)
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
         uuid_entries = [e for e in entries if e.kind == "fs-uuid"]
