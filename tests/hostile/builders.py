@@ -48,3 +48,12 @@ def ext4_image(root: Path, image: Path, size_mib: int = 24) -> Path:
 
 def qemu_img(*args: str | Path) -> None:
     subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
+
+
+def ext4_files(image: Path, out: Path) -> Path:
+    """Every file of a whole-disk ext4 image, dumped (modes kept) without mounting it: the
+    kernel's mount bookkeeping (superblock, journal) aside, what an image holds."""
+    out.mkdir(parents=True)
+    subprocess.run(["debugfs", "-R", f"rdump -p / {out}", str(image)], check=True,
+                   capture_output=True)
+    return out

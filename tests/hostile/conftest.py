@@ -44,13 +44,16 @@ class CliRun:
         return [line for line in self.stderr.splitlines() if line.strip()]
 
 
-def _limit_memory() -> None:
+def _child_setup(umask: int | None) -> None:
     resource.setrlimit(resource.RLIMIT_AS, (MEMORY_CAP, MEMORY_CAP))
     os.setsid()  # our own process group: a timeout kills everything reseal started
+    if umask is not None:
+        os.umask(umask)
 
 
 def run_reseal(args: Sequence[str | Path], *, env: dict[str, str] | None = None,
-               timeout: float = TIME_BOUND, cwd: Path | None = None) -> CliRun:
+               timeout: float = TIME_BOUND, cwd: Path | None = None,
+               umask: int | None = None) -> CliRun:
     """Run `reseal ARGS` with the memory cap; kill it (and its children) at the time bound."""
     full_env = {**os.environ, **(env or {})}
     started = time.monotonic()
@@ -59,7 +62,8 @@ def run_reseal(args: Sequence[str | Path], *, env: dict[str, str] | None = None,
         try:
             proc = subprocess.Popen([sys.executable, "-m", "reseal", *map(str, args)],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                                    env=full_env, cwd=cwd, preexec_fn=_limit_memory)
+                                    env=full_env, cwd=cwd,
+                                    preexec_fn=lambda: _child_setup(umask))
             timer = threading.Timer(timeout, lambda: _kill_group(proc.pid))
             timer.start()
             try:

@@ -13,6 +13,7 @@ from pathlib import Path
 from reseal.drivers.exact import find_exact_restore, write_add_record
 from reseal.drivers.stage import OEM_INF, DriverStore, StagedPackage, image_version
 from reseal.errors import BadInput, ResealError
+from reseal.fileio import private_dirs
 from reseal.formatting import format_table, print_json
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal
@@ -125,7 +126,7 @@ def _row(staged: StagedPackage) -> tuple[str, ...]:
 
 def run_remove(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or new_run_dir("drivers-remove")
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(run_dir)
     journal_dir = run_dir / "journal"
     options = OpenOptions(writable=True, allow_unclean_ntfs=args.allow_unclean_ntfs,
                           journal=Journal(journal_dir))

@@ -37,14 +37,15 @@ def os_release(fs: GuestFS) -> OSRelease:
 
 def resolve_written_paths(fs: GuestFS) -> None:
     """Resolve every path Linux operations may write (and the files in those folders), so a
-    link that leaves the image is refused (UnsafePath) before anything is written."""
+    link that leaves the image (UnsafePath) or a device node, FIFO or socket is refused
+    before anything is written."""
     for path in WRITTEN_FILES:
-        fs.resolve(path)
+        fs.check_plain(path)
     for directory in WRITTEN_DIRS:
         fs.resolve(directory)
         for top, _dirs, files in fs.walk(directory) if fs.is_dir(directory) else ():
             for name in files:
-                fs.resolve(f"{top.rstrip('/')}/{name}")
+                fs.check_plain(f"{top.rstrip('/')}/{name}")
 
 
 def edit_text(fs: GuestFS, path: str, edit: Callable[[str], str]) -> bool:

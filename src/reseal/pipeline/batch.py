@@ -36,7 +36,7 @@ from types import FrameType
 from typing import Any, TextIO
 
 from reseal.errors import BadInput, Refused, ResealError
-from reseal.fileio import private_write
+from reseal.fileio import private_dirs, private_write
 from reseal.formatting import to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
 from reseal.pipeline.plan import GeneralizePlan
@@ -241,7 +241,7 @@ def _run_machine(job: MachineJob) -> MachineRecord:
     record = MachineRecord(plan.machine, "failed", job.attempt, str(target) if target else None,
                            mode, 0.0, 0)
     locks = job.state_dir / "locks"
-    locks.mkdir(exist_ok=True, mode=0o700)
+    private_dirs(locks)
     try:
         # An earlier worker for this machine (from a killed batch) may still be unwinding.
         with _exclusive(locks / f"{plan.machine}.lock", wait_seconds=120,
@@ -367,7 +367,7 @@ def run_batch(answer: AnswerFile, *, jobs: int | None = None, state_dir: Path | 
     """Run every machine not yet done; returns the records of this run."""
     state_dir = state_dir or default_state_dir(answer)
     _check_plans(answer)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(state_dir)
     with _exclusive(state_dir / "lock", wait_seconds=0,
                     what="another `reseal batch` is running with this state directory"):
         return _run_locked_batch(answer, jobs, state_dir, progress, on_record, allowed_backing)

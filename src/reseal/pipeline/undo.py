@@ -1,4 +1,6 @@
-"""Undo a run: put back every file the journal recorded, newest first, byte for byte."""
+"""Undo a run: put back every file the journal recorded, newest first, byte for byte, each as
+the object it was (a file with its holes, a symbolic link as its link text). The journal is
+checked first (ours, writable by nobody else, blob names its own)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,9 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
         raise BadInput(f"{journal_dir}: not a reseal undo journal (no entries.jsonl)")
     entries = list(read_entries(journal_dir))
     journal = Journal(journal_dir)
+    for entry in entries:  # every blob checked before the target is opened for writing
+        if entry.blob is not None:
+            journal.blob_path(entry)
     restored = removed = dirs = attributes = 0
     options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs,
                           allowed_backing=allowed_backing)
@@ -60,10 +65,13 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                     os.rmdir(host)
                     dirs += 1
                 continue
-            if entry.existed:
-                fs.restore_from_journal(
-                    entry.path, journal.blob_bytes(entry), entry.mode, entry.uid, entry.gid
-                )
+            if entry.kind == "symlink":
+                assert entry.old_value is not None
+                fs.restore_symlink(entry.path, entry.old_value, entry.uid, entry.gid)
+                restored += 1
+            elif entry.existed:
+                fs.restore_copy(entry.path, journal.blob_path(entry), entry.mode, entry.uid,
+                                entry.gid)
                 restored += 1
             else:
                 fs.restore_from_journal(entry.path, None, None, None, None)
