@@ -26,7 +26,8 @@ MAX_SYMLINK_HOPS = 40
 # How much reseal reads of one guest file, by kind: an image decides its files' sizes, so a
 # crafted 12 MB grub.cfg or a 2 GiB "key" must not cost gigabytes and minutes.
 READ_LIMIT = 256 << 20  # any file (registry hives are the largest reseal reads)
-TEXT_LIMIT = 4 << 20  # a configuration text (grub.cfg, fstab, hosts, NetworkManager, ...)
+TEXT_LIMIT = 1 << 20  # a configuration text (grub.cfg, fstab, NetworkManager, ...)
+LARGE_TEXT_LIMIT = 16 << 20  # a text that may legitimately be long: /etc/hosts block lists
 SMALL_LIMIT = 64 << 10  # a one-line identity file or a key: hostname, machine-id, ssh keys
 
 
@@ -152,8 +153,7 @@ class GuestFS:
             if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
                 raise Refused(f"{path}: changed while reseal read it; refused")
             if opened.st_size > limit:
-                raise Refused(f"{path}: {opened.st_size} bytes in the image, more than the "
-                              f"{limit} reseal reads of such a file; refused")
+                raise too_large(path, opened.st_size, limit)
             chunks = []
             total = 0
             while chunk := os.read(fd, 1 << 20):
@@ -231,15 +231,18 @@ class GuestFS:
         """Where a link leads, as the guest sees it (never a host path)."""
         return self.resolve(guest_path).is_dir()
 
-    def check_plain(self, path: str) -> None:
+    def check_plain(self, path: str, *, limit: int | None = None) -> None:
         """Refuse (before anything is written) a device node, FIFO or socket where a file is
-        expected: reading one would reach a host device or block."""
+        expected (reading one would reach a host device or block), and a regular file
+        larger than `limit`, the most reseal reads of such a file."""
         try:
             st = os.lstat(self.resolve(path))
         except (FileNotFoundError, NotADirectoryError):
             return
         if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
             raise special_file(path, self.key, st.st_mode)
+        if limit is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            raise too_large(path, st.st_size, limit)
 
     def stat(self, path: str) -> os.stat_result:
         return os.stat(self.resolve(path), follow_symlinks=False)
@@ -444,6 +447,11 @@ def _chown(host: Path, uid: int | None, gid: int | None) -> None:
     if uid is not None and gid is not None:
         with contextlib.suppress(OSError):
             os.chown(host, uid, gid, follow_symlinks=False)
+
+
+def too_large(path: str, size: int, limit: int) -> Refused:
+    return Refused(f"{path}: {size} bytes in the image, more than the {limit} bytes reseal "
+                   "reads of such a file; refused")
 
 
 def _split(path: str) -> list[str]:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput, ResealError
-from reseal.image.guestfs import GuestFS
+from reseal.image.guestfs import SMALL_LIMIT, GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux.guest import os_release
 from reseal.linux.osrelease import Family
@@ -82,7 +82,7 @@ def host_fingerprints(fs: GuestFS) -> dict[str, str]:
     for key_type in existing_key_types(fs):
         path = f"{SSH_DIR}/ssh_host_{key_type}_key.pub"
         if fs.is_file(path):
-            value = fingerprint(fs.read_text(path))
+            value = fingerprint(fs.read_text(path, limit=SMALL_LIMIT))
             if value:
                 prints[key_type] = value
     return prints
