@@ -13,6 +13,15 @@ from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunSettings, run_generalize
 
 
+def _seed(text: str) -> int:
+    from reseal.pipeline.answerrules import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def _names(text: str) -> list[str]:
     return [n.strip() for n in text.split(",") if n.strip()]
 
@@ -32,7 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="skip these operations")
     parser.add_argument("--answer-file", type=Path, help="YAML answer file (see docs/answer-files.md)")
     parser.add_argument("--machine", help="which machine of the answer file this target becomes")
-    parser.add_argument("--seed", type=int, help="seed for generated identities (reproducible runs)")
+    parser.add_argument("--seed", type=_seed, help="seed for generated identities (reproducible runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     parser.add_argument("--run-dir", type=Path,
                         help="where to keep the report and undo journal "
