@@ -10,7 +10,7 @@ from pathlib import Path
 
 from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.cli.output import print_report
-from reseal.formatting import format_table, print_json, to_jsonable
+from reseal.formatting import format_table, print_json, terminal_safe, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, load_answer_file, settings_from_plan
 from reseal.pipeline.batch import (
     BatchResult,
@@ -48,7 +48,7 @@ def run(args: argparse.Namespace) -> int:
     answer = load_answer_file(args.answer_file)
     backing = allowed_backing(args)
     for warning in answer.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {terminal_safe(warning)}", file=sys.stderr)
     if args.dry_run:
         print_plan(answer, json_mode=args.json, allowed=backing)
         return 0

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 
 from reseal.errors import BadInput, Refused, ResealError
 from reseal.fileio import private_dirs, private_write
-from reseal.formatting import to_jsonable
+from reseal.formatting import terminal_safe, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
 from reseal.pipeline.plan import GeneralizePlan
 
@@ -343,7 +343,7 @@ class Progress:
         if self.bar:
             self._draw()
         else:
-            tail = f": {record.error}" if record.error else ""
+            tail = f": {terminal_safe(record.error)}" if record.error else ""
             print(f"[{self.done}/{self.total}] {record.machine} {record.status} "
                   f"{record.seconds:.1f}s{tail}", file=self.stream, flush=True)
 
