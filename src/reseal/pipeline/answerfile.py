@@ -44,6 +44,7 @@ from reseal.pipeline.answerrules import (
     check_identity_value,
     check_ou,
     check_pattern,
+    cluster_address_problem,
     hostname_problem,
 )
 from reseal.pipeline.machinetable import read_machines
@@ -62,7 +63,7 @@ DOMAIN_KEYS = ("name", "ou", "account", "password_file", "password_env")
 FIRSTBOOT_KEYS = ("registered_owner", "registered_organization", "timezone", "locale",
                   "commands")
 OPERATION_KEYS = ("enable", "disable", "options")
-BATCH_KEYS = ("master", "master_format", "output", "mode", "jobs", "state_dir")
+BATCH_KEYS = ("master", "master_format", "output", "mode", "jobs", "state_dir", "cluster")
 CLONE_MODES = ("copy", "overlay")
 MASTER_FORMATS = ("raw", "qcow2", "vmdk", "vhdx", "vpc", "directory")
 
@@ -298,6 +299,11 @@ def _read_batch(top: MapReader, sink: ErrorSink, base_dir: Path) -> BatchSetting
                  f"{output_path}: exists and is not a directory; name the directory the "
                  "clones go to")
     state_dir = reader.text("state_dir")
+    cluster = reader.text("cluster")
+    if cluster is not None:
+        problem = cluster_address_problem(cluster)
+        if problem:
+            sink.add(reader.node.items["cluster"].mark, "batch.cluster", problem)
     return BatchSettings(
         master=master_path,
         master_format=master_format,
@@ -305,6 +311,7 @@ def _read_batch(top: MapReader, sink: ErrorSink, base_dir: Path) -> BatchSetting
         mode=mode,
         jobs=reader.number("jobs", minimum=1),
         state_dir=resolve_path(base_dir, state_dir) if state_dir else None,
+        cluster=cluster,
     )
 
 
