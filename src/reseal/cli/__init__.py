@@ -90,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 143
     except BrokenPipeError:
         return 1
+    except OSError as exc:
+        # a file that could not be read or written (a full disk, a vanished mount): one
+        # line naming it, as for every other failure
+        print(f"reseal: error: {terminal_safe(exc)}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":
