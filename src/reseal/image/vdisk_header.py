@@ -83,12 +83,7 @@ def allowed_backing_files(paths: Sequence[str | Path]) -> tuple[Path, ...]:
     allowed = []
     for given in paths:
         real = Path(os.path.realpath(given))
-        try:
-            st = os.stat(real)
-        except OSError as exc:
-            raise BadInput(f"--allow-backing {given}: {exc.strerror}") from None
-        if not (stat.S_ISREG(st.st_mode) or stat.S_ISBLK(st.st_mode)):
-            raise BadInput(f"--allow-backing {given}: not a regular file or block device")
+        _stat(real, f"--allow-backing {given}")
         allowed.append(real)
     return tuple(allowed)
 
@@ -435,9 +430,9 @@ def _allowed_backing(image: Path, name: str, allowed: set[Path], shown: str) -> 
                       "refused")
     resolved = Path(os.path.realpath(image.parent / name))
     if resolved not in allowed:
-        raise Refused(f"{shown}: the image has a backing file {name!r} ({resolved}); reseal "
-                      "opens no file an image names unless you allow it: "
-                      f"--allow-backing {resolved}")
+        named = repr(name) if name == str(resolved) else f"{name!r} ({resolved})"
+        raise Refused(f"{shown}: the image has a backing file {named}; reseal opens no file an "
+                      f"image names unless you allow it: --allow-backing {resolved}")
     return resolved
 
 
