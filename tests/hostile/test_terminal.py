@@ -84,6 +84,11 @@ def test_windows_computer_name_is_escaped(tmp_path: Path, state_env: dict[str, s
     assert run.returncode == 0, run.stderr
     _assert_clean(run.stdout + run.stderr)
     assert "PC\\x1b]0;owned\\x07" in run.stdout
+    run = run_reseal(["generalize", root, "--operations", "windows-computer-name",
+                      "--hostname", "NEWPC", "--dry-run"], env=state_env)
+    assert run.returncode == 0, run.stderr
+    _assert_clean(run.stdout + run.stderr)
+    assert "PC\\x1b]0;owned\\x07" in run.stdout
     hive = root / "Windows" / "System32" / "config" / "SYSTEM"
     run = run_reseal(["hive", "get", hive, "ControlSet001\\Control\\ComputerName\\ComputerName",
                       "ComputerName"], env=state_env)
