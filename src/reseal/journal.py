@@ -45,9 +45,11 @@ class JournalEntry:
     uid: int | None
     gid: int | None
     kind: str = "file"  # "file", "dir" (created by the run), "rmdir" (removed by the run)
-    # "symlink" (the path was a symbolic link; old_value holds its link text),
-    # "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its old value)
-    # or "fs-uuid" (the volume's file-system UUID was changed; path holds the file system type)
+    # "symlink" (a link the run replaced or removed; old_value holds its text, never what it
+    # names), "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its
+    # old value), "fs-uuid" (the volume's file-system UUID was changed; path holds the file
+    # system type) or "disk-bytes" (raw disk bytes outside any file system, e.g. LVM metadata
+    # or a GPT header; path holds the byte offset on the disk, blob the old bytes)
     old_value: str | None = None  # fs-uuid: the old UUID; xattr: its name; symlink: link text
 
 
@@ -165,6 +167,13 @@ class Journal:
         """Before a file system gets a new UUID: undo sets `old_uuid` back."""
         self._append(JournalEntry(volume, fstype, True, None, None, None, None, kind="fs-uuid",
                                   old_value=old_uuid))
+
+    def record_disk_bytes(self, offset: int, old: bytes) -> None:
+        """Before raw disk bytes outside any file system change: undo writes `old` back."""
+        self._ensure()
+        blob = self._save_blob([old])
+        self._append(JournalEntry("disk", str(offset), True, blob, None, None, None,
+                                  kind="disk-bytes"))
 
     def _append(self, entry: JournalEntry) -> None:
         self._ensure()
