@@ -13,6 +13,7 @@ from reseal.errors import BadInput, ResealError
 from reseal.image.detect import detect_systems
 from reseal.image.guestfs import ChangeListener, GuestFS
 from reseal.image.lock import target_lock
+from reseal.image.lvm import LvmLayout
 from reseal.image.model import DiskLayout, LinuxSystem, System, Volume, WindowsSystem
 from reseal.journal import Journal
 
@@ -26,6 +27,9 @@ class OpenOptions:
     allow_unclean_ntfs: bool = False
     journal: Journal | None = None
     listener: ChangeListener | None = None
+    # backing files a qcow2/vmdk may use, each named by the user (--allow-backing); any other
+    # file a container names is refused (see reseal.image.vdisk_header)
+    allowed_backing: tuple[Path, ...] = ()
     # host files and directories the run reads or writes while the target is open (answer
     # file material, driver packages, the run directory): kept in its mount namespace
     host_paths: tuple[Path, ...] = ()
@@ -43,6 +47,7 @@ class Target:
     systems: list[System] = field(default_factory=list)
     raw_path: Path | None = None  # raw view of the whole disk while open
     warnings: list[str] = field(default_factory=list)
+    lvm: LvmLayout | None = None  # LVM physical volumes, volume groups and where each LV is
     # set by the disk opener: takes volumes offline (see `offline`)
     offline_switch: Callable[[Sequence[Volume]], AbstractContextManager[None]] | None = None
 

@@ -2,8 +2,14 @@
 
 from __future__ import annotations
 
-from reseal.formatting import format_table
-from reseal.inspection.model import InspectReport, LiloState, LinuxReport, WindowsReport
+from reseal.formatting import format_table, terminal_safe
+from reseal.inspection.model import (
+    InspectReport,
+    LiloState,
+    LinuxReport,
+    VolumeGroupRow,
+    WindowsReport,
+)
 
 
 def _size(n: int) -> str:
@@ -17,14 +23,15 @@ def _size(n: int) -> str:
 
 def _block(title: str, pairs: list[tuple[str, object]]) -> list[str]:
     width = max(len(k) for k, _ in pairs)
-    lines = [title]
+    lines = [terminal_safe(title)]
     for key, value in pairs:
-        lines.append(f"  {key.ljust(width)}  {'(absent)' if value in (None, '') else value}")
+        shown = "(absent)" if value in (None, "") else terminal_safe(value)
+        lines.append(f"  {terminal_safe(key).ljust(width)}  {shown}")
     return lines
 
 
 def render_text(report: InspectReport) -> str:
-    lines = [f"{report.source}: {report.kind}, partition table {report.table}"
+    lines = [f"{terminal_safe(report.source)}: {report.kind}, partition table {report.table}"
              + (f", {_size(report.disk_size)}" if report.disk_size else "")]
     if report.disk_guid:
         lines[0] += f", disk GUID {report.disk_guid}"
@@ -34,6 +41,8 @@ def render_text(report: InspectReport) -> str:
             for r in report.partitions]
     lines += ["", format_table(("#", "VOL", "START", "SIZE", "TYPE", "FS", "LABEL", "UUID", "MOUNT"),
                                rows)]
+    for group in report.volume_groups:
+        lines += ["", *_volume_group(group)]
     for win in report.windows:
         lines += ["", *_windows(win)]
     for lin in report.linux:
@@ -41,8 +50,25 @@ def render_text(report: InspectReport) -> str:
     if not report.windows and not report.linux:
         lines += ["", "no operating system found"]
     for warning in report.warnings:
-        lines.append(f"warning: {warning}")
+        lines.append(f"warning: {terminal_safe(warning)}")
     return "\n".join(lines)
+
+
+def _volume_group(group: VolumeGroupRow) -> list[str]:
+    pvs = ", ".join(f"{volume} ({uuid})" for volume, uuid in group.physical_volumes.items())
+    lines = _block(f"LVM volume group {group.name}", [
+        ("VG UUID", group.uuid), ("seqno", group.seqno), ("extent size", _size(group.extent_size)),
+        ("metadata copies", group.metadata_copies), ("physical volumes", pvs or None),
+    ])
+    if group.problem:
+        lines.append(f"  problem: {group.problem}")
+    rows = [(lv.name, _size(lv.size), lv.layout, lv.uuid, lv.volume or "not opened")
+            for lv in group.logical_volumes]
+    if rows:
+        table = format_table(("LV", "SIZE", "LAYOUT", "LV UUID", "OPENED AS"), rows)
+        lines += ["    " + line for line in table.splitlines()]
+    lines += [f"  {lv.name} not opened: {lv.note}" for lv in group.logical_volumes if lv.note]
+    return lines
 
 
 def _windows(win: WindowsReport) -> list[str]:
@@ -56,7 +82,7 @@ def _windows(win: WindowsReport) -> list[str]:
         ("machine SID (SECURITY)", win.security_sid), ("MachineGuid", win.machine_guid),
         ("hives", hives),
     ])
-    lines += [f"  absent: {item}" for item in win.absent]
+    lines += [f"  absent: {terminal_safe(item)}" for item in win.absent]
     return lines
 
 
@@ -72,6 +98,8 @@ def _lilo(state: LiloState) -> list[tuple[str, object]]:
                 f" ({image.kernel})"
         if image.initrd:
             line += f"; initrd {image.initrd}"
+        if image.command_line is not None:
+            line += f"; command line: {image.command_line or '(empty)'}"
         pairs.append(("LILO image", line))
     return pairs
 
@@ -97,5 +125,5 @@ def _linux(lin: LinuxReport) -> list[str]:
         table = format_table(("SPEC", "MOUNT", "TYPE", "OPTIONS"),
                              [(e.spec, e.mountpoint, e.fstype, e.options) for e in lin.fstab])
         lines += ["    " + line for line in table.splitlines()]
-    lines += [f"  absent: {item}" for item in lin.absent]
+    lines += [f"  absent: {terminal_safe(item)}" for item in lin.absent]
     return lines

@@ -5,14 +5,13 @@ table included, so a batch never starts with a machine that would fail its own v
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput
-from reseal.image.lock import target_key
 from reseal.operations import all_operations
 from reseal.operations.base import IdentityRequest, Operation
 from reseal.pipeline.answerfields import ErrorSink, option_fields, resolve_path
@@ -23,6 +22,8 @@ from reseal.pipeline.answerrules import (
     check_ou,
     check_pattern,
     hostname_problem,
+    mac_problem,
+    normal_identity,
     normal_mac,
     render_pattern,
 )
@@ -41,6 +42,7 @@ class BatchSettings:
     mode: str = "copy"
     jobs: int | None = None
     state_dir: Path | None = None
+    cluster: str | None = None  # a Dask scheduler address, tcp://HOST:PORT
 
 
 @dataclass
@@ -121,9 +123,10 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
                 if not check_identity_value(key, value, entry.at(key), f"{entry.path}.{key}",
                                              entry.sink):
                     continue
+                value = normal_identity(key, value)
             else:
                 default = getattr(defaults, key)
-                value = default[0] if default is not None else None
+                value = normal_identity(key, default[0]) if default is not None else None
             identity[key] = value
             if value is not None and value != "random" and entry.text(key) is not None:
                 unique(key, value.upper(), entry, entry.at(key), f"{entry.path}.{key}", value)
@@ -132,6 +135,8 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
             if not MAC_ADDRESS.fullmatch(mac):
                 entry.sink.add(entry.at("mac"), f"{entry.path}.mac",
                                f"{mac!r} is not a MAC address (like 52:54:00:12:34:56)")
+            elif (problem := mac_problem(mac)) is not None:
+                entry.sink.add(entry.at("mac"), f"{entry.path}.mac", f"{mac!r} {problem}")
             else:
                 mac = normal_mac(mac)
                 unique("mac", mac, entry, entry.at("mac"), f"{entry.path}.mac", mac)
@@ -149,9 +154,7 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
         target_text = entry.text("target")
         target = resolve_path(base_dir, target_text) if target_text else None
         if target is not None:
-            # what the target is, not how it is named: a link to another machine's image is
-            # the same image (and a second run on it would undo the identity of the first)
-            unique("target", _target_identity(target), entry, entry.at("target"),
+            unique("target", target_identity(target), entry, entry.at("target"),
                    f"{entry.path}.target", str(target))
             if batch is not None and batch.master is not None:
                 entry.sink.add(entry.at("target"), f"{entry.path}.target",
@@ -181,6 +184,17 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
             extra=extra,
         ))
     return plans
+
+
+def target_identity(target: Path) -> str:
+    """One key per target, however it is spelled: a symlink, `..` or a second hard link to
+    the same image (or device) is the same target."""
+    real = os.path.realpath(target)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return real
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _merged_options(entry: MachineEntry, ops: OperationChoices, catalog: dict[str, Operation],
@@ -251,9 +265,3 @@ def _with_drivers(plan: GeneralizePlan) -> dict[str, object]:
             current, paths=[str(path) for path in plan.drivers])  # type: ignore[type-var]
     return options
 
-
-def _target_identity(target: Path) -> str:
-    if target.exists():
-        with contextlib.suppress(BadInput):
-            return target_key(target)
-    return str(target)

@@ -43,6 +43,7 @@ class RunSettings:
     only: list[str] | None = None  # exactly these operations (overrides defaults)
     options: dict[str, Any] = field(default_factory=dict)  # op name -> options dataclass
     allow_unclean_ntfs: bool = False
+    allowed_backing: tuple[Path, ...] = ()  # backing files a qcow2/vmdk target may use
     # the target may be the root of the system reseal runs on (first boot of a clone)
     allow_running_system: bool = False
 
@@ -228,6 +229,7 @@ def _run_locked(target_path: str | Path, settings: RunSettings, operations: list
         writable=not dry_run,
         dry_run=dry_run,
         allow_unclean_ntfs=settings.allow_unclean_ntfs,
+        allowed_backing=settings.allowed_backing,
         journal=journal,
         listener=file_changes.append,
         host_paths=host_paths(settings, run_dir),

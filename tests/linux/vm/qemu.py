@@ -18,8 +18,9 @@ from pathlib import Path
 BUILD_SCRIPT = Path(__file__).with_name("build_master.sh")
 CACHE_DIR = Path.home() / ".cache" / "reseal-tests"
 PROBE = re.compile(r"RESEAL-PROBE (\S+?)=(\S*)")
-NEEDED_TOOLS = ("debootstrap", "grub-install", "qemu-system-x86_64", "sfdisk", "partx", "losetup",
-                "mkfs.ext4")
+NEEDED_TOOLS = ("debootstrap", "grub-mkimage", "qemu-system-x86_64", "sfdisk", "partx", "losetup",
+                "mkfs.ext4", "e2fsck")
+RELEASE_WAIT = 60.0  # seconds a busy device is waited for before a test fails
 
 
 def missing_tools() -> list[str]:
@@ -40,6 +41,13 @@ def master_image() -> Path:
     return image
 
 
+def guest_file(image: Path, path: str, partition_start: int = 2048 * 512) -> bytes:
+    """A file of the image's root file system, read by debugfs (no mount, no loop device)."""
+    done = subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={partition_start}"],
+                          capture_output=True, check=True)
+    return done.stdout
+
+
 def clone(master: Path, destination: Path) -> Path:
     subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(master), str(destination)],
                    check=True)
@@ -48,12 +56,15 @@ def clone(master: Path, destination: Path) -> Path:
 
 @contextlib.contextmanager
 def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iterator[Path]:
-    """Attach partition 1 of `image` and mount it; everything released on exit."""
+    """Attach partition 1 of `image` and mount it; everything released on exit (a busy device
+    is waited for, bounded, then the test fails with the reason)."""
     loop = subprocess.run(["losetup", "--show", "-f", *(["-r"] if read_only else []), str(image)],
                           capture_output=True, text=True, check=True).stdout.strip()
     mounted = False
     try:
-        subprocess.run(["partx", "-a", loop], check=True)
+        # -u, not -a: a loop device detached without `partx -d` keeps its old partitions,
+        # which the next user of that device gets; -u makes them this image's
+        subprocess.run(["partx", "-u", loop], check=True)
         mountpoint.mkdir(parents=True, exist_ok=True)
         options = ["-o", "ro,noload"] if read_only else []
         subprocess.run(["mount", *options, f"{loop}p1", str(mountpoint)], check=True)
@@ -61,9 +72,50 @@ def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iter
         yield mountpoint
     finally:
         if mounted:
-            subprocess.run(["umount", str(mountpoint)], check=False)
-        subprocess.run(["partx", "-d", loop], check=False, capture_output=True)
-        subprocess.run(["losetup", "-d", loop], check=False)
+            release(["umount", str(mountpoint)], f"{loop}p1")
+        if Path(f"{loop}p1").exists():
+            release(["partx", "-d", loop], f"{loop}p1")
+        release(["losetup", "-d", loop], loop)
+
+
+def release(argv: list[str], device: str, seconds: float = RELEASE_WAIT) -> None:
+    """Run a release step (umount, partx -d, losetup -d) until it succeeds or `seconds` pass.
+
+    Another process's private mount namespace, made while `device` was mounted, holds a copy of
+    that mount and keeps the device busy until the namespace ends (another test's reseal run):
+    that is waited for. Past the bound, the failure names the step's error and the holders."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            holders = mount_holders(device)
+            held = f"; mounted in the namespaces of pids {', '.join(holders)}" if holders else ""
+            raise RuntimeError(f"{' '.join(argv)} still fails after {seconds:.0f} s: "
+                               f"{(done.stderr or done.stdout).strip()}{held}")
+        time.sleep(0.5)
+
+
+def mount_holders(device: str, limit: int = 8) -> list[str]:
+    """Pids whose mount namespace has a mount of `device` (by major:minor), at most `limit`."""
+    try:
+        rdev = os.stat(device).st_rdev
+    except OSError:
+        return []
+    wanted = f" {os.major(rdev)}:{os.minor(rdev)} "
+    found: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "mountinfo").read_text():
+                found.append(entry.name)
+        except OSError:
+            continue
+        if len(found) >= limit:
+            break
+    return found
 
 
 @dataclass
@@ -73,10 +125,15 @@ class BootResult:
     seconds: float = 0.0
 
 
-def boot(image: Path, timeout: float = 300) -> BootResult:
-    """Boot `image` under QEMU (TCG) and collect the probe lines from the serial console."""
+def boot(image: Path, timeout: float = 300, mac: str | None = None) -> BootResult:
+    """Boot `image` under QEMU (TCG) and collect the probe lines from the serial console.
+
+    With `mac`, the machine has one virtio NIC with that MAC on QEMU's user-mode network
+    with restrict=on: its built-in DHCP server answers, and no packet leaves the VM."""
+    nic = (["-nic", f"user,restrict=on,model=virtio-net-pci,mac={mac}"] if mac
+           else ["-nic", "none"])
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "768", "-smp", "1", "-no-reboot",
-            "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none",
+            "-display", "none", "-monitor", "none", "-serial", "stdio", *nic,
             "-drive", f"file={image},format=raw,if=virtio"]
     started = time.monotonic()
     result = BootResult()
