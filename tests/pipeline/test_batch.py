@@ -53,6 +53,13 @@ def _state(state_dir: Path) -> dict[str, dict[str, object]]:
     return json.loads((state_dir / "state.json").read_text())["machines"]  # type: ignore[no-any-return]
 
 
+def _done_in_state(state_dir: Path) -> int:
+    try:
+        return sum(1 for s in _state(state_dir).values() if s["status"] == "done")
+    except (OSError, ValueError, KeyError):
+        return 0
+
+
 def _ok_counts(state_dir: Path) -> Counter[str]:
     return Counter(r["machine"] for r in read_records(state_dir) if r["status"] == "ok")
 
@@ -185,7 +192,8 @@ batch: {master: master, output: out, jobs: 2}
                                  stderr=subprocess.DEVNULL)
         try:
             deadline = time.monotonic() + 120  # a guard against hanging, not a timing test
-            while len(read_records(state_dir)) < 7 and time.monotonic() < deadline:
+            # the batch appends a machine's record, then saves the state: wait for both
+            while _done_in_state(state_dir) < 7 and time.monotonic() < deadline:
                 assert batch.poll() is None, "the batch ended while a machine was blocked"
                 time.sleep(0.05)
             assert len(read_records(state_dir)) == 7
