@@ -499,12 +499,19 @@ def run_point(scenario: Scenario, samples: dict[str, Path], base: ScenarioBaseli
         except Exception as exc:  # the image does not even open: a finding
             result.neither_old_nor_new.append(f"{image.name}: cannot open: {exc}")
             continue
-        keys = ssh_key_files(image, after, setup.base / "keys" / name)
+        try:
+            keys = ssh_key_files(image, after, setup.base / "keys" / name)
+        except Exception as exc:
+            result.neither_old_nor_new.append(f"{image.name}: keys not read: {exc}")
+            keys = {}
         wrong, litter = classify(base.originals[name], after, base.references[name], hives, keys)
         result.neither_old_nor_new += [f"{image.name} {w}" for w in wrong]
         result.litter_before_undo += litter
         result.hive_faults += hive_faults(hives, setup.base / "hives" / name)
-    result.undo_faults, result.journal_entries = undo_faults(setup, originals)
+    try:
+        result.undo_faults, result.journal_entries = undo_faults(setup, originals)
+    except Exception as exc:  # a check that cannot even run is a finding, not a crash
+        result.undo_faults.append(f"undo check failed: {type(exc).__name__}: {exc}")
     result.seconds = round(time.monotonic() - started, 2)
     if result.survived:
         shutil.rmtree(setup.base, ignore_errors=True)

@@ -130,3 +130,35 @@ def test_lock_is_reentrant_and_shared_for_readers(tmp_path: Path) -> None:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         finally:
             os.close(fd)
+
+
+def test_a_run_right_after_another_waits_for_its_loop_devices(linux_gpt: SampleImage,
+                                                              tmp_path: Path) -> None:
+    """The kernel detaches an autoclear loop device after its last user is gone, on its own
+    time: the next run waits for that (bounded) instead of refusing the image; a loop device
+    someone set up and keeps (no autoclear) is refused at once."""
+    import threading
+
+    from reseal.errors import Refused
+    from reseal.image.attach import attach_loop, refuse_if_in_use
+
+    image = copy_sample(linux_gpt, tmp_path)
+    dying = attach_loop(image, 0, 1 << 20, read_only=True)  # autoclear, like every run's
+    closer = threading.Timer(0.5, dying.close)
+    started = time.monotonic()
+    closer.start()
+    try:
+        refuse_if_in_use(image)
+    finally:
+        closer.join()
+        dying.close()
+    assert time.monotonic() - started >= 0.4
+    kept = subprocess.run(["losetup", "--find", "--show", "--read-only", str(image)],
+                          capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        started = time.monotonic()
+        with pytest.raises(Refused, match="already attached"):
+            refuse_if_in_use(image)
+        assert time.monotonic() - started < 1
+    finally:
+        subprocess.run(["losetup", "-d", kept], check=False)

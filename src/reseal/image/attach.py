@@ -44,6 +44,7 @@ LO_FLAGS_READ_ONLY = 1
 LO_FLAGS_AUTOCLEAR = 4
 LOOP_INFO64_SIZE = 232
 LOOP_CONFIG_SIZE = 4 + 4 + LOOP_INFO64_SIZE + 8 * 8
+LOOP_SETTLE_SECONDS = 5  # how long a dying autoclear loop device of an earlier run is awaited
 
 _libc = ctypes.CDLL(None, use_errno=True)
 MS_REC = 0x4000
@@ -362,6 +363,13 @@ def loops_backed_by(path: Path) -> list[str]:
     return [line.strip() for line in proc.stdout.splitlines() if line.strip()]
 
 
+def _autoclear(device: str) -> bool:
+    with contextlib.suppress(OSError):
+        name = os.path.basename(device)
+        return Path(f"/sys/block/{name}/loop/autoclear").read_text().strip() == "1"
+    return False
+
+
 def mount_points_of(device: str) -> list[str]:
     """Where a block device is mounted, in the host's namespace or ours."""
     try:
@@ -379,18 +387,31 @@ def mount_points_of(device: str) -> list[str]:
     return found
 
 
-def refuse_if_in_use(path: Path) -> None:
-    """Refuse an image that another loop device or mount already uses."""
-    for device in loops_backed_by(path):
-        where = mount_points_of(device)
-        if where:
+def refuse_if_in_use(path: Path, settle_seconds: float = LOOP_SETTLE_SECONDS) -> None:
+    """Refuse an image that another loop device or mount already uses.
+
+    A loop device with autoclear that nothing mounts is going away: the kernel detaches it
+    after its last user closed it, asynchronously, so a run that starts right after another
+    one ended (or was killed) may still see it for a moment; that is waited for, bounded."""
+    deadline = time.monotonic() + settle_seconds
+    while True:
+        going = False
+        for device in loops_backed_by(path):
+            where = mount_points_of(device)
+            if where:
+                raise Refused(
+                    f"{path}: already mounted at {where[0]} through {device}; unmount it and "
+                    f"detach the loop device (losetup -d {device}) first"
+                )
+            if _autoclear(device) and time.monotonic() < deadline:
+                going = True
+                continue
             raise Refused(
-                f"{path}: already mounted at {where[0]} through {device}; unmount it and detach "
-                f"the loop device (losetup -d {device}) first"
+                f"{path}: already attached as {device}; detach it first (losetup -d {device})"
             )
-        raise Refused(
-            f"{path}: already attached as {device}; detach it first (losetup -d {device})"
-        )
+        if not going:
+            break
+        time.sleep(0.05)
     if path.is_block_device():
         name = os.path.basename(os.path.realpath(path))
         devices = [str(path)] + [f"/dev/{p.name}" for p in Path(f"/sys/class/block/{name}").glob(
