@@ -7,12 +7,17 @@
   file system alive after that tool unmounted it.
 - Loop devices: configured with LO_FLAGS_AUTOCLEAR through LOOP_CONFIGURE and held by an open
   descriptor; the kernel detaches them when the last user (us, a mount, a FUSE daemon) closes.
-- FUSE daemons (ntfs-3g, reseal.image.fatfuse, qemu-storage-daemon) run in the foreground as our children
-  with PR_SET_PDEATHSIG=SIGKILL, so they die with us.
+- FUSE daemons (ntfs-3g, reseal.image.fatfuse, qemu-storage-daemon) run in the foreground as our
+  children, each in a session of its own (a kill of our process group does not reach them).
+  The file-system servers get SIGTERM when we die (PR_SET_PDEATHSIG): they finish the request
+  in hand, write what they hold and exit, so a kill never tears an NTFS directory index or a
+  FAT in the middle of an update. qemu-storage-daemon, which they write through, is stopped
+  after them, by the keeper.
 - A small keeper process sits in the namespace and leaves it last: a FUSE daemon that is the
   last process of its namespace would unmount its own fuseblk mount while exiting and wait
   forever for its own answer (FUSE_DESTROY). The keeper waits until every other process of the
-  namespace is gone, so the final teardown only meets connections that are already closed.
+  namespace is gone, so the final teardown only meets connections that are already closed;
+  then it stops the processes it was asked to stop last (qemu-storage-daemon) and leaves.
 """
 
 from __future__ import annotations
@@ -158,6 +163,8 @@ def _leave(namespace: _Namespace) -> None:
             _close(namespace.origin, namespace.cwd)
     keeper = namespace.keeper
     with contextlib.suppress(OSError):
+        if keeper.stdin is not None:
+            keeper.stdin.close()
         keeper.send_signal(signal.SIGTERM)
     with contextlib.suppress(subprocess.TimeoutExpired):
         keeper.wait(timeout=5)
@@ -237,6 +244,15 @@ def detach_unneeded_mounts(paths: Sequence[str]) -> int:
 KEEPER = """
 import os, signal, sys, time
 
+last = []  # processes to stop once every other process of the namespace is gone
+
+def gone(pid):
+    try:
+        with open(f"/proc/{pid}/stat") as handle:
+            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+    except OSError:
+        return True
+
 def leave(*_):
     me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
     deadline = time.monotonic() + 120
@@ -253,13 +269,23 @@ def leave(*_):
         if not others:
             break
         time.sleep(0.05)
+    for signum, seconds in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
+        for pid in last:
+            try:
+                os.kill(pid, signum)
+            except OSError:
+                pass
+        deadline = time.monotonic() + seconds
+        while time.monotonic() < deadline and not all(gone(pid) for pid in last):
+            time.sleep(0.05)
     os._exit(0)
 
 signal.signal(signal.SIGTERM, leave)
 if os.getppid() != int(sys.argv[1]):
     leave()
-while True:
-    signal.pause()
+for line in sys.stdin:  # ends when the process that started us is gone or lets us go
+    last.append(int(line))
+leave()
 """
 
 
@@ -269,16 +295,39 @@ def _keeper_preexec() -> None:
 
 def _start_keeper() -> subprocess.Popen[bytes]:
     """The namespace's last process (see the module docstring); its own session, so a kill of
-    our process group does not take it down at the same moment as the daemons."""
+    our process group does not take it down at the same moment as the daemons. Its standard
+    input is a pipe from us: pids to stop last, one a line; its end means we are gone."""
     return subprocess.Popen(
         [sys.executable, "-S", "-c", KEEPER, str(os.getpid())],
-        stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        stdin=subprocess.PIPE, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         preexec_fn=_keeper_preexec, start_new_session=True,
     )
 
 
+def stop_last(pid: int) -> None:
+    """Have the keeper of this thread's namespace stop `pid` (SIGTERM) after every process of
+    the namespace is gone: a server the others write through (qemu-storage-daemon)."""
+    namespace: _Namespace | None = getattr(_threads, "namespace", None)
+    if namespace is None or namespace.keeper.stdin is None:
+        return
+    with contextlib.suppress(OSError):
+        namespace.keeper.stdin.write(f"{pid}\n".encode())
+        namespace.keeper.stdin.flush()
+
+
 def _die_with_parent() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+
+def _server_preexec() -> None:
+    """A file-system server: its own session, SIGTERM (a clean stop) when we die."""
+    os.setsid()
+    _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
+
+
+def _last_server_preexec() -> None:
+    """A server the others write through: its own session; the keeper stops it last."""
+    os.setsid()
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -487,13 +536,21 @@ class FuseDaemon:
 
 
 def start_fuse(argv: Sequence[str], mountpoint: Path, log: Path, *, timeout: float = 30,
-               exits_on_unmount: bool = True) -> FuseDaemon:
-    """Start a foreground FUSE server and wait until its mount is visible (or it failed)."""
+               exits_on_unmount: bool = True, stop_last_of_all: bool = False) -> FuseDaemon:
+    """Start a foreground FUSE server and wait until its mount is visible (or it failed).
+
+    If we die, a file-system server is stopped cleanly (SIGTERM) at once; with
+    `stop_last_of_all` (a server the others write through) the namespace's keeper stops it
+    once the others are gone (see the module docstring)."""
+    keeper = stop_last_of_all and getattr(_threads, "namespace", None) is not None
+    preexec = _last_server_preexec if keeper else _server_preexec
     with open(log, "wb") as out:
         process = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
-            preexec_fn=_die_with_parent,
+            preexec_fn=preexec,
         )
+    if keeper:
+        stop_last(process.pid)
     daemon = FuseDaemon(process, mountpoint, log, exits_on_unmount)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:

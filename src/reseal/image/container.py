@@ -89,7 +89,7 @@ def qemu_raw_export(image: Path, fmt: str, writable: bool, workdir: Path,
     try:
         try:
             daemon = start_fuse(argv, export, workdir / "qemu-storage-daemon.log",
-                                exits_on_unmount=False)
+                                exits_on_unmount=False, stop_last_of_all=True)
         except FuseStartError as exc:
             raise qemu_open_error(image, exc.output, argv) from None
         try:
