@@ -173,3 +173,47 @@ def test_working_directory_is_kept(tmp_path: Path) -> None:
         assert os.getcwd() == str(tmp_path)
     finally:
         os.chdir(here)
+
+
+HOLDER = """
+import sys, time
+from reseal.image.target import OpenOptions, open_target
+with open_target(sys.argv[1], OpenOptions(writable=True)) as target:
+    fs = target.windows[0].fs
+    fs.write_bytes("/Windows/reseal-holder.txt", b"written")  # NTFS is read-write now
+    print("ready", flush=True)
+    time.sleep(600)
+"""
+
+
+def test_a_killed_process_group_leaves_ntfs3g_to_stop_cleanly(windows_qcow2: SampleImage,
+                                                              tmp_path: Path) -> None:
+    """SIGKILL to reseal's whole process group (an OOM kill of a service's cgroup, a ^\\ in a
+    shell) does not reach ntfs-3g, which has a session of its own: it gets SIGTERM when reseal
+    is gone and unmounts cleanly; qemu-storage-daemon, which it writes through, is stopped
+    after it."""
+    import sys
+
+    image = copy_sample(windows_qcow2, tmp_path / "images")
+    work = tmp_path / "work"
+    env = {**cli_env(tmp_path), "RESEAL_WORK_DIR": str(work)}
+    holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(image)], env=env, text=True,
+                              stdout=subprocess.PIPE, start_new_session=True)
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == "ready"
+    servers = [p for p in descendants(holder.pid) if p != holder.pid]
+    sessions = {p: Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()[3]
+                for p in servers}
+    assert sessions and str(holder.pid) not in sessions.values()
+    os.killpg(holder.pid, signal.SIGKILL)
+    holder.wait()
+    deadline = time.monotonic() + 60
+    while any(Path(f"/proc/{p}").exists() for p in servers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(Path(f"/proc/{p}").exists() for p in servers)
+    logs = list(work.glob("reseal-disk-*/ntfs-3g-*.log"))
+    assert logs and all("Unmounting" in log.read_text() for log in logs)
+    from reseal.image.target import open_target
+
+    with open_target(image) as target:
+        assert target.windows[0].fs.read_bytes("/Windows/reseal-holder.txt") == b"written"
