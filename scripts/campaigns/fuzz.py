@@ -653,6 +653,7 @@ class Summary:
     outcomes: Counter[str] = field(default_factory=Counter)  # "kind outcome" -> count
     findings: dict[str, dict[str, Any]] = field(default_factory=dict)  # signature -> example
     slowest: float = 0.0
+    slowest_case: str = ""
     seconds: float = 0.0
 
     @property
@@ -700,10 +701,13 @@ def run_campaign(counts: dict[str, int], out: Path, *, seed: int = 1, jobs: int 
             for worker in busy:
                 if worker.parent not in ready and not worker.overdue():
                     continue
-                case, began = worker.case, worker.since
+                case = worker.case
                 assert case is not None
                 outcome = worker.collect()
-                summary.slowest = max(summary.slowest, time.monotonic() - began)
+                if outcome.seconds > summary.slowest:
+                    summary.slowest = outcome.seconds
+                    summary.slowest_case = (f"{case.kind} {case.seed}: {', '.join(case.mutations)}"
+                                            f" -> {outcome.outcome} {outcome.detail[:120]}")
                 done += 1
                 summary.cases[case.kind] += 1
                 summary.outcomes[f"{case.kind} {outcome.outcome}"] += 1
@@ -793,7 +797,8 @@ def main(argv: list[str] | None = None) -> int:
                 shutil.copyfile(sibling, target.parent / sibling.name)
     report = {"cases": dict(summary.cases), "outcomes": dict(summary.outcomes),
               "findings": list(summary.findings.values()), "bad": summary.bad,
-              "slowest_case_seconds": round(summary.slowest, 2), "seconds": summary.seconds}
+              "slowest_case_seconds": round(summary.slowest, 2),
+              "slowest_case": summary.slowest_case, "seconds": summary.seconds}
     if args.json:
         print(json.dumps(report, indent=1))
     else:
