@@ -208,12 +208,42 @@ def test_a_killed_process_group_leaves_ntfs3g_to_stop_cleanly(windows_qcow2: Sam
     os.killpg(holder.pid, signal.SIGKILL)
     holder.wait()
     deadline = time.monotonic() + 60
-    while any(Path(f"/proc/{p}").exists() for p in servers) and time.monotonic() < deadline:
+    while any(_alive(p) for p in servers) and time.monotonic() < deadline:
         time.sleep(0.1)
-    assert not any(Path(f"/proc/{p}").exists() for p in servers)
+    assert not any(_alive(p) for p in servers)
     logs = list(work.glob("reseal-disk-*/ntfs-3g-*.log"))
     assert logs and all("Unmounting" in log.read_text() for log in logs)
     from reseal.image.target import open_target
 
     with open_target(image) as target:
         assert target.windows[0].fs.read_bytes("/Windows/reseal-holder.txt") == b"written"
+
+
+def test_qemu_storage_daemon_of_a_run_killed_as_it_starts_is_stopped(
+        linux_qcow2: SampleImage, tmp_path: Path) -> None:
+    """qemu-storage-daemon is stopped by the keeper, after the servers that write through it;
+    it tells the keeper its pid before it runs, so a kill right after it started leaves none."""
+    image = copy_sample(linux_qcow2, tmp_path / "images")
+    run = start_reseal("inspect", str(image), env=cli_env(tmp_path))
+    deadline = time.monotonic() + 60
+    daemon = None
+    while daemon is None:
+        assert run.poll() is None and time.monotonic() < deadline, run.communicate()
+        for pid in descendants(run.pid):
+            with contextlib.suppress(OSError):
+                if b"qemu-storage-daemon" in Path(f"/proc/{pid}/cmdline").read_bytes():
+                    daemon = pid
+        time.sleep(0.002)
+    run.kill()
+    run.communicate()
+    deadline = time.monotonic() + 60
+    while _alive(daemon) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not _alive(daemon)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False

@@ -34,7 +34,7 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -244,14 +244,18 @@ def detach_unneeded_mounts(paths: Sequence[str]) -> int:
 KEEPER = """
 import os, signal, sys, time
 
-last = []  # processes to stop once every other process of the namespace is gone
+last = {}  # pid -> start time: processes to stop once the others of the namespace are gone
 
-def gone(pid):
+def started(pid):
     try:
         with open(f"/proc/{pid}/stat") as handle:
-            return handle.read().rsplit(")", 1)[1].split()[0] in ("Z", "X")
+            fields = handle.read().rsplit(")", 1)[1].split()
     except OSError:
-        return True
+        return None
+    return None if fields[0] in ("Z", "X") else fields[19]
+
+def gone(pid):
+    return last[pid] is None or started(pid) != last[pid]
 
 def leave(*_):
     me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
@@ -271,10 +275,11 @@ def leave(*_):
         time.sleep(0.05)
     for signum, seconds in ((signal.SIGTERM, 30), (signal.SIGKILL, 5)):
         for pid in last:
-            try:
-                os.kill(pid, signum)
-            except OSError:
-                pass
+            if not gone(pid):  # the same process, not another that got its pid later
+                try:
+                    os.kill(pid, signum)
+                except OSError:
+                    pass
         deadline = time.monotonic() + seconds
         while time.monotonic() < deadline and not all(gone(pid) for pid in last):
             time.sleep(0.05)
@@ -284,7 +289,8 @@ signal.signal(signal.SIGTERM, leave)
 if os.getppid() != int(sys.argv[1]):
     leave()
 for line in sys.stdin:  # ends when the process that started us is gone or lets us go
-    last.append(int(line))
+    pid = int(line)
+    last[pid] = started(pid)
 leave()
 """
 
@@ -304,15 +310,12 @@ def _start_keeper() -> subprocess.Popen[bytes]:
     )
 
 
-def stop_last(pid: int) -> None:
-    """Have the keeper of this thread's namespace stop `pid` (SIGTERM) after every process of
-    the namespace is gone: a server the others write through (qemu-storage-daemon)."""
+def _keeper_pipe() -> int | None:
+    """The pipe to this thread's keeper (for pids it is to stop last), if there is one."""
     namespace: _Namespace | None = getattr(_threads, "namespace", None)
     if namespace is None or namespace.keeper.stdin is None:
-        return
-    with contextlib.suppress(OSError):
-        namespace.keeper.stdin.write(f"{pid}\n".encode())
-        namespace.keeper.stdin.flush()
+        return None
+    return namespace.keeper.stdin.fileno()
 
 
 def _die_with_parent() -> None:
@@ -325,9 +328,14 @@ def _server_preexec() -> None:
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
-def _last_server_preexec() -> None:
-    """A server the others write through: its own session; the keeper stops it last."""
-    os.setsid()
+def _last_server_preexec(keeper: int) -> Callable[[], None]:
+    """A server the others write through: its own session; it tells the keeper its pid
+    before it runs (so no kill of ours can come between), and the keeper stops it last."""
+    def preexec() -> None:
+        os.setsid()
+        os.write(keeper, f"{os.getpid()}\n".encode())
+
+    return preexec
 
 
 def run(argv: Sequence[str], *, check: bool = True, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -542,15 +550,13 @@ def start_fuse(argv: Sequence[str], mountpoint: Path, log: Path, *, timeout: flo
     If we die, a file-system server is stopped cleanly (SIGTERM) at once; with
     `stop_last_of_all` (a server the others write through) the namespace's keeper stops it
     once the others are gone (see the module docstring)."""
-    keeper = stop_last_of_all and getattr(_threads, "namespace", None) is not None
-    preexec = _last_server_preexec if keeper else _server_preexec
+    keeper = _keeper_pipe() if stop_last_of_all else None
+    preexec = _last_server_preexec(keeper) if keeper is not None else _server_preexec
     with open(log, "wb") as out:
         process = subprocess.Popen(
             list(argv), stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
             preexec_fn=preexec,
         )
-    if keeper:
-        stop_last(process.pid)
     daemon = FuseDaemon(process, mountpoint, log, exits_on_unmount)
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
