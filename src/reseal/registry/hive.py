@@ -369,7 +369,9 @@ class Hive:
             vk_offset = existing.offset
         else:
             name_raw, compressed = encode_name(name)
-            vk = VK.pack(b"vk", len(name_raw), size, data_off, value_type, VALUE_COMP_NAME if compressed else 0, 0)
+            # the default value has no name and, as Windows writes it, no flags (impacket relies on it)
+            flags = VALUE_COMP_NAME if compressed and name_raw else 0
+            vk = VK.pack(b"vk", len(name_raw), size, data_off, value_type, flags, 0)
             vk_offset = self.store.alloc(vk + name_raw)
             offsets = [*self._value_offsets(key.offset), vk_offset]
             self._write_value_list(key.offset, offsets)
