@@ -32,7 +32,8 @@ class JournalEntry:
     kind: str = "file"  # "file", "dir" (created by the run), "rmdir" (removed by the run)
     # "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its old value)
     # or "fs-uuid" (the volume's file-system UUID was changed; path holds the file system type)
-    old_value: str | None = None  # fs-uuid: the UUID before the run; xattr: the attribute name
+    # or "rename" (path is the new name; old_value the path before the run)
+    old_value: str | None = None  # fs-uuid: the UUID before; xattr: the attribute name; rename
 
 
 class Journal:
@@ -112,6 +113,11 @@ class Journal:
 
     def record_removed_dir(self, volume: str, guest_path: str, mode: int) -> None:
         self._append(JournalEntry(volume, guest_path, True, None, mode, None, None, kind="rmdir"))
+
+    def record_rename(self, volume: str, old_path: str, new_path: str) -> None:
+        """Before a file or directory is renamed: undo renames `new_path` back to `old_path`."""
+        self._append(JournalEntry(volume, new_path, True, None, None, None, None, kind="rename",
+                                  old_value=old_path))
 
     def record_fs_uuid(self, volume: str, fstype: str, old_uuid: str) -> None:
         """Before a file system gets a new UUID: undo sets `old_uuid` back."""

@@ -53,6 +53,11 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 fs.restore_xattr(entry.path, entry.old_value, journal.blob_bytes(entry))
                 attributes += 1
                 continue
+            if entry.kind == "rename":
+                assert entry.old_value is not None
+                fs.undo_rename(entry.path, entry.old_value)
+                restored += 1
+                continue
             if entry.kind == "dir":
                 host = fs.resolve(entry.path, follow_last=False)
                 with contextlib.suppress(OSError):

@@ -1,0 +1,67 @@
+"""The NTFS volumes that belong to one Windows installation of a target.
+
+A Windows machine's files live on its system volume and on every other local NTFS partition of
+the disk (data volumes, "System Reserved", recovery). A volume that holds another Windows
+installation belongs to that one. Each comes with a short label for reports.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from reseal.fileio import path_xattr
+from reseal.image.guestfs import GuestFS
+from reseal.image.model import Volume, WindowsSystem
+from reseal.image.target import Target
+
+ACL_XATTR = "system.ntfs_acl"
+
+
+@dataclass(frozen=True)
+class MachineVolume:
+    volume: Volume
+    fs: GuestFS
+    is_system: bool
+
+    @property
+    def label(self) -> str:
+        name = self.volume.label or ("system volume" if self.is_system else "data volume")
+        return f"{self.volume.key} ({name})"
+
+
+def machine_volumes(target: Target, system: WindowsSystem, *, ntfs_only: bool = True
+                    ) -> list[MachineVolume]:
+    """The system volume first, then each other mounted (NTFS) volume no other Windows holds."""
+    others = {id(s.volume) for s in target.windows if s is not system}
+    found = [MachineVolume(system.volume, system.fs, True)]
+    for volume in target.volumes:
+        if volume is system.volume or id(volume) in others or volume.fs is None:
+            continue
+        if ntfs_only and volume.fstype != "ntfs":
+            continue
+        found.append(MachineVolume(volume, volume.fs, False))
+    return found
+
+
+def walk_entries(fs: GuestFS) -> Iterator[str]:
+    """Every file and directory of a volume (guest paths), links never followed."""
+    for directory, dirnames, filenames in fs.walk("/"):
+        base = directory.rstrip("/")
+        for name in [*dirnames, *filenames]:
+            yield f"{base}/{name}"
+
+
+def read_acl(fs: GuestFS, guest: str) -> bytes | None:
+    """The NTFS security descriptor of `guest` (None: a link, or no descriptor exposed)."""
+    host = fs.resolve(guest, follow_last=False)
+    if os.path.islink(host):
+        return None
+    try:
+        return path_xattr(host, ACL_XATTR)
+    except OSError as exc:
+        if exc.errno in (errno.ENODATA, errno.EOPNOTSUPP, errno.ENOENT):
+            return None
+        raise
