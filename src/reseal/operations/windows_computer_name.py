@@ -150,6 +150,7 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
     for loaded in hives.every_hive():
         changed = False
         for key in loaded.hive.walk():
+            changed |= _rename_value_names(ctx, loaded, key, words, new)
             for value in key.values():
                 raw = value.raw
                 if not any(p.found_in_bytes(raw) for p in patterns):
@@ -173,10 +174,30 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
                     changed = True
                 if any(p.found_in_bytes(new_raw) for p in patterns):
                     explain(ctx, loaded, key.path, value.name,
-                            "binary data holds the old computer name in a structure of unknown "
-                            "layout; left as it is")
+                            "string value holds the old computer name inside a longer word "
+                            "(not the name itself); left as it is" if value.type in STRING_TYPES
+                            else "binary data holds the old computer name in a structure of "
+                            "unknown layout; left as it is")
         if changed:
             hives.mark_changed(loaded)
+
+
+def _rename_value_names(ctx: OperationContext, loaded: LoadedHive, key: Key,
+                        words: list[re.Pattern[str]], new: str) -> bool:
+    """Value names that hold the old name as a word (printer connections `\\\\OLD\\printer`)."""
+    renamed = False
+    for value in key.values():
+        new_name = value.name
+        for word in words:
+            new_name = word.sub(lambda m: new.upper() if m.group(0).isupper() else new, new_name)
+        if new_name == value.name or key.value(new_name) is not None:
+            continue
+        value_type, raw = value.type, value.raw
+        key.delete_value(value.name)
+        key.set_value(new_name, value_type, raw)
+        ctx.change(loaded.where(key.path, value.name), "rename", value.name, new_name)
+        renamed = True
+    return renamed
 
 
 def _replace_padded_ascii(raw: bytes, old: str, new: str) -> bytes:

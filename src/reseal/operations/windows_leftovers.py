@@ -143,8 +143,6 @@ def apply(ctx: OperationContext) -> None:
                      "{count} more traces of the old identity not listed")
     if not hits:
         ctx.note(f"no unexplained trace of the old identity ({', '.join(sorted(old))}) left in any hive")
-    ctx.note("file and folder names named after old SIDs (Recycle Bin, DPAPI Protect folders) "
-             "are outside the hive scan")
 
 
 OPERATION = Operation(
