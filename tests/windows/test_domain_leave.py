@@ -14,7 +14,7 @@ import pytest
 from reseal.errors import BadInput
 from reseal.operations.base import IdentityRequest
 from reseal.operations.windows_domain_leave import DomainLeaveOptions
-from reseal.pipeline.runner import RunSettings, run_generalize
+from reseal.pipeline.runner import RunSettings, run_generalize, select_operations
 from reseal.pipeline.undo import undo_run
 from reseal.registry import Hive
 from reseal.windows.domain import read_domain_state
@@ -26,6 +26,8 @@ from .helpers import CONFIG, build_real_tree, digests, hivexget, pyreg_value, re
 from .lsa_helpers import impacket_dump
 
 NEW_NAME = "CLONE-7"
+# what a domain member's leave depends on (the whole default run is in test_machine_image)
+MEMBER_OPERATIONS = ["windows-machine-sid", "windows-computer-name", "windows-domain-leave"]
 
 
 @pytest.mark.parametrize("which", sorted(MEMBERS))
@@ -38,7 +40,8 @@ def test_member_leaves_its_domain(shared_dir: Path, tmp_path: Path, which: str) 
     assert any(line.startswith("NL$KM:") for line in dumped)
     os.environ["RESEAL_STATE_DIR"] = str(tmp_path / "state")
     result = run_generalize(tree.root, RunSettings(request=IdentityRequest(
-        hostname=NEW_NAME, machine_sid="random", seed=3)), run_dir=tmp_path / "run")
+        hostname=NEW_NAME, machine_sid="random", seed=3), only=MEMBER_OPERATIONS),
+        run_dir=tmp_path / "run")
     assert "windows-domain-leave" in result.report.operations_run
     assert any("must be joined" in note and tree.member.domain in note
                for note in result.report.notes)
@@ -88,14 +91,12 @@ def test_workgroup_member_is_left_alone(shared_dir: Path, tmp_path: Path) -> Non
     assert not read_domain_state(security_before).member
 
 
-def test_disabled_leaves_membership(shared_dir: Path, tmp_path: Path) -> None:
-    tree = build_member_tree(shared_dir, tmp_path / "root", "win7-ez")
-    os.environ["RESEAL_STATE_DIR"] = str(tmp_path / "state")
-    run_generalize(tree.root, RunSettings(request=IdentityRequest(hostname=NEW_NAME),
-                                          disable=["windows-domain-leave"]),
-                   run_dir=tmp_path / "run")
-    state = read_domain_state(Hive.open(tree.root / CONFIG / "SECURITY"))
-    assert state.member and state.machine_secret
+def test_on_by_default_and_can_be_disabled() -> None:
+    default = [op.name for op in select_operations(RunSettings())]
+    assert "windows-domain-leave" in default
+    assert default.index("windows-domain-leave") > default.index("windows-computer-name")
+    disabled = select_operations(RunSettings(disable=["windows-domain-leave"]))
+    assert "windows-domain-leave" not in [op.name for op in disabled]
 
 
 @pytest.mark.parametrize("workgroup", ["", "A" * 16, "BAD/NAME"])

@@ -147,11 +147,13 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
         return
     words = [re.compile(r"(?<![A-Za-z0-9-])" + re.escape(name) + r"(?![A-Za-z0-9-])", re.IGNORECASE)
              for name in old_names]
+    any_word = re.compile("|".join(w.pattern for w in words), re.IGNORECASE)
     for loaded in hives.every_hive():
         changed = False
         for key in loaded.hive.walk():
-            changed |= _rename_value_names(ctx, loaded, key, words, new)
-            for value in key.values():
+            values = key.values()
+            named = [v.name for v in values if any_word.search(v.name)]
+            for value in values:
                 raw = value.raw
                 if not any(p.found_in_bytes(raw) for p in patterns):
                     continue
@@ -178,15 +180,20 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
                             "(not the name itself); left as it is" if value.type in STRING_TYPES
                             else "binary data holds the old computer name in a structure of "
                             "unknown layout; left as it is")
+            if named:
+                changed |= _rename_value_names(ctx, loaded, key, named, words, new)
         if changed:
             hives.mark_changed(loaded)
 
 
-def _rename_value_names(ctx: OperationContext, loaded: LoadedHive, key: Key,
+def _rename_value_names(ctx: OperationContext, loaded: LoadedHive, key: Key, names: list[str],
                         words: list[re.Pattern[str]], new: str) -> bool:
     """Value names that hold the old name as a word (printer connections `\\\\OLD\\printer`)."""
     renamed = False
-    for value in key.values():
+    for name in names:
+        value = key.value(name)
+        if value is None:
+            continue
         new_name = value.name
         for word in words:
             new_name = word.sub(lambda m: new.upper() if m.group(0).isupper() else new, new_name)
