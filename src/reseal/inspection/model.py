@@ -45,6 +45,9 @@ class WindowsReport:
     sam_sid: str | None = None
     security_sid: str | None = None
     machine_guid: str | None = None
+    membership: str | None = None  # "domain NAME (SID, DNS name)" or "workgroup NAME"
+    machine_secret: str | None = None  # "$MACHINE.ACC present, set <time>" (never the secret)
+    cached_logons: int | None = None
     absent: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
