@@ -18,7 +18,7 @@ from reseal.windows.lsa import boot_key
 from reseal.windows.sam import decode_policy_name
 
 from .helpers import CONFIG, copy_hive, copy_with_logs, load_builder
-from .lsa_helpers import known_value, make_consistent
+from .lsa_helpers import impacket_dump, known_value, make_consistent
 
 MUSEUM = "dfir-artifact-museum"
 
@@ -103,14 +103,4 @@ def read_domain_sid(security: Hive) -> str:
 
 def impacket_cached_logons(config: Path) -> list[str]:
     """Cached domain logons impacket's offline reader finds in SECURITY (with SYSTEM's key)."""
-    from impacket.examples.secretsdump import LocalOperations, LSASecrets
-
-    lines: list[str] = []
-    boot = LocalOperations(str(config / "SYSTEM")).getBootKey()
-    dump = LSASecrets(str(config / "SECURITY"), boot, isRemote=False,
-                      perSecretCallback=lambda _kind, secret: lines.append(secret))
-    try:
-        dump.dumpCachedHashes()
-    finally:
-        dump.finish()
-    return lines
+    return impacket_dump(config, history=False, cached=True)

@@ -55,8 +55,9 @@ def known_value(name: str, which: str) -> bytes:
     return f"{which}-{name}".encode("utf-16-le")
 
 
-def impacket_dump(config: Path, history: bool = True) -> list[str]:
-    """Every secret line impacket's offline LSASecrets prints for SYSTEM+SECURITY in `config`."""
+def impacket_dump(config: Path, history: bool = True, *, cached: bool = False) -> list[str]:
+    """Every line impacket's offline LSASecrets prints for SYSTEM+SECURITY in `config`: the
+    secrets, or with `cached` the cached domain logons."""
     from impacket.examples.secretsdump import LocalOperations, LSASecrets
 
     lines: list[str] = []
@@ -64,7 +65,10 @@ def impacket_dump(config: Path, history: bool = True) -> list[str]:
     dump = LSASecrets(str(config / "SECURITY"), boot, isRemote=False, history=history,
                       perSecretCallback=lambda _kind, secret: lines.append(secret))
     try:
-        dump.dumpSecrets()
+        if cached:
+            dump.dumpCachedHashes()
+        else:
+            dump.dumpSecrets()
     finally:
         dump.finish()
     return lines

@@ -83,16 +83,13 @@ def rewrite_volume(ctx: OperationContext, machine_volume: MachineVolume,
     for guest in walk_entries(fs):
         try:
             descriptor = read_acl(fs, guest)
-        except OSError as exc:
-            result.errors.append(f"{machine_volume.volume.key}:{guest}: {exc.strerror}")
-            continue
-        if descriptor is None:
-            continue
-        result.files += 1
-        try:
+            if descriptor is None:
+                continue
+            result.files += 1
             new = rewrite_descriptor(descriptor, rewriter.map_sid, where=f"{guest} ACL")
-        except CorruptData as exc:
-            result.errors.append(f"{machine_volume.volume.key}:{exc}")
+        except (OSError, CorruptData) as exc:
+            reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
+            result.errors.append(f"{machine_volume.volume.key}:{guest}: {reason}")
             continue
         if new is None:
             continue

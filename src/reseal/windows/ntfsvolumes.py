@@ -32,15 +32,21 @@ class MachineVolume:
         return f"{self.volume.key} ({name})"
 
 
+WINDOWS_FILE_SYSTEMS = ("ntfs", "vfat", "exfat")
+
+
 def machine_volumes(target: Target, system: WindowsSystem, *, ntfs_only: bool = True
                     ) -> list[MachineVolume]:
-    """The system volume first, then each other mounted (NTFS) volume no other Windows holds."""
-    others = {id(s.volume) for s in target.windows if s is not system}
+    """The system volume first, then each other mounted volume no other system holds: NTFS
+    only, or (`ntfs_only=False`) the file systems Windows uses (a Linux root of a dual-boot
+    disk is never one of them)."""
+    others = {id(s.volume) for s in target.systems if s is not system}
+    kinds = ("ntfs",) if ntfs_only else WINDOWS_FILE_SYSTEMS
     found = [MachineVolume(system.volume, system.fs, True)]
     for volume in target.volumes:
         if volume is system.volume or id(volume) in others or volume.fs is None:
             continue
-        if ntfs_only and volume.fstype != "ntfs":
+        if volume.fstype not in kinds:
             continue
         found.append(MachineVolume(volume, volume.fs, False))
     return found
