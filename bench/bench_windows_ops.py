@@ -38,7 +38,6 @@ from reseal.operations import all_operations  # noqa: E402
 from reseal.operations.base import IdentityRequest, OperationContext, RunLog  # noqa: E402
 from reseal.operations.windows_leftovers import scan_windows_leftovers  # noqa: E402
 from reseal.windows.fileverify import scan_windows_files  # noqa: E402
-from reseal.windows.hives import commit_hives  # noqa: E402
 
 LARGEST_SYSTEM = "regipy/SYSTEM_B.xz"
 COUNTS = ("changes recorded", "unexplained hits")
@@ -78,7 +77,10 @@ def one_round(shared: Path, work: Path) -> dict[str, float]:
             operation.apply(ctx)
             timings[operation.name] = time.perf_counter() - start
         start = time.perf_counter()
-        commit_hives(shared_state)
+        for resource in shared_state.values():  # as the runner does: hives, then RegBack
+            commit = getattr(resource, "commit", None)
+            if callable(commit):
+                commit()
         timings["commit (journaled writes)"] = time.perf_counter() - start
         old = {k: v.old for k, v in log.identity.items() if v.old and v.old != v.new}
         notes = "\n".join(log.notes)

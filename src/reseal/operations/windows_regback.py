@@ -14,14 +14,17 @@ Runs after every operation that edits hives and before the leftover scan.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
+from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily, WindowsSystem
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.windows.hives import CONFIG_HIVES, hive_set
 
 ORDER = 88
 REGBACK = "System32/config/RegBack"
+REFRESH_KEY = "reseal.windows.regback"
+MAX_HIVE = 2 << 30
 
 
 @dataclass
@@ -47,11 +50,27 @@ def regback_copies(system: WindowsSystem) -> list[tuple[str, str]]:
     return copies
 
 
+@dataclass
+class RegBackRefresh:
+    """Copies the live hive files over their RegBack copies once the run's hives are committed
+    (the runner commits shared resources in the order they appeared, the HiveSet first), so
+    each copy is byte for byte the hive as written, free space zero-filled included."""
+
+    fs: GuestFS
+    copies: list[tuple[str, str]] = field(default_factory=list)  # (live path, RegBack path)
+
+    def commit(self) -> None:
+        for live, copy in self.copies:
+            self.fs.write_bytes(copy, self.fs.read_bytes(live, limit=MAX_HIVE))
+        self.copies.clear()
+
+
 def apply(ctx: OperationContext) -> None:
     options: RegBackOptions = ctx.options or RegBackOptions()
     assert isinstance(ctx.system, WindowsSystem)
     fs = ctx.system.fs
-    hives = hive_set(ctx)
+    hives = hive_set(ctx)  # committed before the refresh below
+    refresh = RegBackRefresh(fs)
     refreshed: list[str] = []
     for name, path in regback_copies(ctx.system):
         if fs.stat(path).st_size == 0:
@@ -64,12 +83,13 @@ def apply(ctx: OperationContext) -> None:
         if live is None:
             ctx.warn(f"{path}: no live {name} hive to refresh it from; left as it is")
             continue
-        fs.write_bytes(path, live.hive.to_bytes())
-        ctx.change(path, "write", f"backup copy of the master's {name}", f"copy of the new {name}")
+        refresh.copies.append((live.path, path))
         refreshed.append(name)
-    if refreshed:
-        ctx.note(f"RegBack copies of {', '.join(refreshed)} refreshed from the generalized hives "
-                 "(what the RegIdleBackup task writes)")
+        ctx.change(path, "write", f"backup copy of the master's {name}", f"copy of the new {name}")
+    if refresh.copies:
+        ctx.shared[REFRESH_KEY] = refresh
+        ctx.note(f"RegBack copies of {', '.join(refreshed)} "
+                 "refreshed from the generalized hives (what the RegIdleBackup task writes)")
 
 
 OPERATION = Operation(
