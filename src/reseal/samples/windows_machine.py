@@ -28,15 +28,19 @@ from types import ModuleType
 from typing import Any
 
 from reseal.registry import Hive
+from reseal.windows.domain import read_domain_state
 from reseal.windows.lsa import LsaSecrets, aes_value_key_id, boot_key, install_lsa_key
 from reseal.windows.sam import decode_policy_name, domain_sid_from_v, encode_policy_name
 from reseal.windows.sid import Sid
 
 REPO = Path(__file__).resolve().parents[3]
-MEMBER_SET = "hives/dfir-artifact-museum/Win10-BelkasoftCTF"
-MEMBER_SYSTEM = "hives/dissect.regf/SYSTEM.xz"
+# the real domain members of ../shared/fixtures: (SAM/SECURITY/DEFAULT folder, the SYSTEM paired)
+MEMBERS = {
+    "belkasoft": ("hives/dfir-artifact-museum/Win10-BelkasoftCTF", "hives/dissect.regf/SYSTEM.xz"),
+    "win7-ez": ("hives/dfir-artifact-museum/Win7-EZ", "hives/regipy/SYSTEM.xz"),
+    "dfwinreg": ("hives/dfwinreg", "hives/regipy/SYSTEM.xz"),
+}
 SYNTHETIC_DOMAIN = ("RESEALLAB", "reseal-lab.example", "S-1-5-21-3301220001-1843304529-927371212")
-REAL_DOMAIN = ("PRAIVACYMATRIX", "praivacymatrix.com")
 USER_RID = 1001
 GUEST_RID = 501
 TASK_NAME = "ResealSampleTask"
@@ -82,21 +86,26 @@ def _read_maybe_xz(path: Path) -> bytes:
     return path.read_bytes()
 
 
-def compose_windows_machine(shared: Path | None, workdir: Path) -> WindowsMachineSample:
-    """The sample machine; hive files are written to `workdir` (they are large)."""
+def compose_windows_machine(shared: Path | None, workdir: Path, member: str = "belkasoft"
+                            ) -> WindowsMachineSample:
+    """The sample machine; hive files are written to `workdir` (they are large). `member`
+    names the real member of ../shared to use (MEMBERS)."""
     builder = fixture_builder()
     sample = WindowsMachineSample()
-    real = shared is not None and (shared / MEMBER_SET / "SECURITY").is_file() \
-        and (shared / MEMBER_SYSTEM).is_file()
+    folder, system_file = MEMBERS[member]
+    real = shared is not None and (shared / folder / "SECURITY").is_file() \
+        and (shared / system_file).is_file()
     if real:
         assert shared is not None
-        system = Hive.from_bytes(_read_maybe_xz(shared / MEMBER_SYSTEM), name="SYSTEM")
-        sam = Hive.open(shared / MEMBER_SET / "SAM")
-        security = Hive.open(shared / MEMBER_SET / "SECURITY")
-        default = Hive.open(shared / MEMBER_SET / "DEFAULT")
-        domain, dns = REAL_DOMAIN
-        sample.facts["source"] = (f"real hives: {MEMBER_SET} SAM/SECURITY/DEFAULT (a member of "
-                                  f"{domain}) with the {MEMBER_SYSTEM} SYSTEM; project-built SOFTWARE")
+        system = Hive.from_bytes(_read_maybe_xz(shared / system_file), name="SYSTEM")
+        sam = Hive.open(shared / folder / "SAM")
+        security = Hive.open(shared / folder / "SECURITY")
+        default = Hive.open(shared / folder / "DEFAULT") if (shared / folder / "DEFAULT").is_file() \
+            else builder.new_hive("ROOT")
+        state = read_domain_state(security)
+        domain, dns = state.primary_name or "", state.dns_name or ""
+        sample.facts["source"] = (f"real hives: {folder} SAM/SECURITY (a member of {domain}) with "
+                                  f"the {system_file} SYSTEM; project-built SOFTWARE")
     else:
         machine = builder.Machine()
         system = builder.build_system(machine)
