@@ -14,6 +14,7 @@ of any file-level tool and is counted as such, never as "unexplained".
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import re
 import struct
@@ -99,15 +100,17 @@ def _text_needles(identity: str, text: str, label: str, *, digit_boundary: bool)
 def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:
     """(start, end) of the parts of the file that hold data (all of it where holes are unknown)."""
     position = 0
-    try:
-        while position < size:
+    while position < size:
+        try:
             start = os.lseek(fd, position, os.SEEK_DATA)
             end = os.lseek(fd, start, os.SEEK_HOLE)
-            yield start, min(end, size)
-            position = end
-    except OSError:
-        if position < size:
-            yield position, size
+        except OSError as exc:
+            if exc.errno == errno.ENXIO:
+                return  # only a hole is left
+            yield position, size  # holes cannot be asked for (FUSE exports): read it all
+            return
+        yield start, min(end, size)
+        position = end
 
 
 def scan_offsets(raw: Path, patterns: list[Needle]) -> Iterator[tuple[int, Needle]]:

@@ -9,9 +9,11 @@ scanned by `reseal.operations.windows_leftovers`; `remedy_for` names the operati
 
 from __future__ import annotations
 
+import inspect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from reseal.errors import CorruptData, ResealError
 from reseal.image.model import WindowsSystem
@@ -22,7 +24,7 @@ from reseal.operations.windows_regback import regback_copies
 from reseal.operations.windows_sid_folders import find_sid_names
 from reseal.registry import Hive
 from reseal.windows.domain import MACHINE_ACCOUNT_SECRET
-from reseal.windows.hives import HiveSet
+from reseal.windows.hives import HiveSet, LoadedHive
 from reseal.windows.ntfsvolumes import machine_volumes, read_acl, walk_entries
 from reseal.windows.secdesc import sid_slots
 from reseal.windows.sid import Sid, sid_text_pattern
@@ -95,11 +97,19 @@ def _regback(system: WindowsSystem, old: dict[str, str]) -> list[FileTrace]:
             loaded.append(copy)
             live_name[copy.label] = name
     traces = []
-    for hit in scan_hives(loaded, old):
+    for hit in _scan_with_free_space(loaded, old):
         live = live_name[hit.hive] + hit.where[len(hit.hive):]
         traces.append(FileTrace(hit.where, f"RegBack copy: {hit.what}", hit.identity, hit.match,
                                 "windows-regback", same_as=live))
     return traces
+
+
+def _scan_with_free_space(loaded: list[LoadedHive], old: dict[str, str]) -> list[Any]:
+    """The hive scan, free cells and cell slack included where the scanner offers them (the
+    registry engine that zero-fills them at commit also finds what is left there)."""
+    if "unused" in inspect.signature(scan_hives).parameters:
+        return list(scan_hives(loaded, old, unused=True))  # type: ignore[call-arg,unused-ignore]
+    return list(scan_hives(loaded, old))
 
 
 def _acls(fs: object, prefix: str, old_sid: Sid) -> list[FileTrace]:
