@@ -18,6 +18,7 @@ makes Windows start new master keys.
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 from reseal.errors import ResealError
@@ -52,7 +53,7 @@ def validate(request: IdentityRequest, options: object) -> None:
     """The SID is validated by windows-machine-sid."""
 
 
-def find_sid_names(fs_walk: list[tuple[str, list[str], list[str]]], old: Sid, new: Sid,
+def find_sid_names(fs_walk: Iterable[tuple[str, list[str], list[str]]], old: Sid, new: Sid,
                    volume: str) -> list[SidName]:
     pattern = sid_text_pattern(old)
     found: list[SidName] = []
@@ -82,7 +83,7 @@ def apply(ctx: OperationContext) -> None:
         fs = machine_volume.fs
         if machine_volume.volume.read_only and not ctx.dry_run:
             continue
-        names = find_sid_names(list(fs.walk("/")), change.old, change.new,
+        names = find_sid_names(fs.walk("/"), change.old, change.new,
                                machine_volume.volume.key)
         # deepest first, so a renamed folder's children are renamed under their old path
         for item in sorted(names, key=lambda n: -n.path.count("/")):

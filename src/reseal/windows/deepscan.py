@@ -79,22 +79,13 @@ def needles(old: dict[str, str]) -> list[Needle]:
 
 
 def _text_needles(identity: str, text: str, label: str, *, digit_boundary: bool) -> list[Needle]:
-    def insensitive(encode: str) -> bytes:
-        parts = []
-        for char in text:
-            unit = char.encode(encode)
-            if char.isalpha():
-                lower, upper = char.lower().encode(encode), char.upper().encode(encode)
-                parts.append(b"(?:" + re.escape(lower) + b"|" + re.escape(upper) + b")")
-            else:
-                parts.append(re.escape(unit))
-        return b"".join(parts)
-
+    """ASCII and UTF-16LE forms, case-insensitive (the identities are ASCII)."""
     ascii_tail = rb"(?![0-9])" if digit_boundary else b""
     utf16_tail = rb"(?![0-9]\x00)" if digit_boundary else b""
-    return [Needle(identity, f"{label} (ascii)", re.compile(insensitive("ascii") + ascii_tail)),
+    return [Needle(identity, f"{label} (ascii)",
+                   re.compile(re.escape(text.encode("ascii", "replace")) + ascii_tail, re.IGNORECASE)),
             Needle(identity, f"{label} (utf-16le)",
-                   re.compile(insensitive("utf-16-le") + utf16_tail))]
+                   re.compile(re.escape(text.encode("utf-16-le")) + utf16_tail, re.IGNORECASE))]
 
 
 def _data_ranges(fd: int, size: int) -> Iterator[tuple[int, int]]:

@@ -72,7 +72,7 @@ def scan_windows_files(target: Target, system: WindowsSystem, old: dict[str, str
         prefix = "" if machine_volume.is_system else f"{machine_volume.volume.key}:"
         fs = machine_volume.fs
         if old_sid is not None:
-            for item in find_sid_names(list(fs.walk("/")), old_sid, old_sid, prefix.rstrip(":")):
+            for item in find_sid_names(fs.walk("/"), old_sid, old_sid, prefix.rstrip(":")):
                 traces.append(FileTrace(f"{prefix}{item.path}", "file name holds an old-SID account",
                                         "machine-sid", sid_text or "", "windows-sid-folders"))
             if machine_volume.volume.fstype == "ntfs":
