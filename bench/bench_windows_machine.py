@@ -39,7 +39,7 @@ from reseal.journal import Journal  # noqa: E402
 from reseal.operations import all_operations  # noqa: E402
 from reseal.operations.base import IdentityRequest, OperationContext, RunLog  # noqa: E402
 from reseal.operations.windows_leftovers import scan_windows_leftovers  # noqa: E402
-from reseal.windows.fileverify import scan_windows_files  # noqa: E402
+from reseal.pipeline.verify_windows import scan_windows_files  # noqa: E402
 
 LARGEST_SYSTEM = "regipy/SYSTEM_B.xz"
 COUNTS = ("changes recorded", "unexplained hits")

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from reseal.image.model import LinuxSystem
 from reseal.image.target import Target
 from reseal.operations.linux_leftovers import scan_linux_leftovers
-from reseal.operations.windows_leftovers import scan_windows_leftovers
 from reseal.pipeline.report import RunReport
 
 
@@ -39,11 +38,11 @@ def scan_leftovers(target: Target, report: RunReport, *, deep: bool = False) -> 
                 hits.append(LeftoverHit(label, lhit.where, lhit.what, lhit.match,
                                         lhit.where in notes))
         else:
-            from reseal.windows.verifyhits import windows_hits
+            from reseal.pipeline.verify_windows import windows_hits
 
-            hits += windows_hits(target, system, old, notes, scan_windows_leftovers)
+            hits += windows_hits(target, system, old, notes)
     if deep:
-        from reseal.windows.verifyhits import deep_hits
+        from reseal.pipeline.verify_windows import deep_hits
 
         hits += deep_hits(target, old)
     return hits

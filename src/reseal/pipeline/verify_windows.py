@@ -1,10 +1,11 @@
-"""`reseal verify` beyond the live hives: every file-level place a Windows run claims.
+"""`reseal verify` for Windows: the live and user hives (the leftover scan), every file-level
+place a run claims, and with --deep the raw disk, as `LeftoverHit` rows.
 
-For the old identity a run's report names: the RegBack hive copies, the NTFS ACL of every file
-and folder on every NTFS volume of the machine, the scheduled-task XMLs, the names of files and
-folders on every volume (`$Recycle.Bin\\<SID>`), and the master's machine-account secret in
-SECURITY. Each hit says what it is and which operation removes it. The live and user hives are
-scanned by `reseal.operations.windows_leftovers`; `remedy_for` names the operation for those.
+File-level places, for the old identity a run's report names: the RegBack hive copies, the NTFS
+ACL of every file and folder on every NTFS volume of the machine, the scheduled-task XMLs, the
+names of files and folders on every volume (`$Recycle.Bin\\<SID>`), and the master's
+machine-account secret in SECURITY. Each hit says what it is and which operation removes it.
+The raw-disk scan is `reseal.windows.deepscan`.
 """
 
 from __future__ import annotations
@@ -16,13 +17,16 @@ from dataclasses import dataclass
 from typing import Any
 
 from reseal.errors import CorruptData, ResealError
+from reseal.image.guestfs import GuestFS
 from reseal.image.model import WindowsSystem
 from reseal.image.target import Target
 from reseal.operations.windows_domain_leave import stored_digest
-from reseal.operations.windows_leftovers import scan_hives
+from reseal.operations.windows_leftovers import scan_hives, scan_windows_leftovers
 from reseal.operations.windows_regback import regback_copies
 from reseal.operations.windows_sid_folders import find_sid_names
+from reseal.pipeline.verify import LeftoverHit
 from reseal.registry import Hive
+from reseal.windows.deepscan import deep_scan
 from reseal.windows.domain import MACHINE_ACCOUNT_SECRET
 from reseal.windows.hives import HiveSet, LoadedHive
 from reseal.windows.ntfsvolumes import machine_volumes, read_acl, walk_entries
@@ -112,10 +116,7 @@ def _scan_with_free_space(loaded: list[LoadedHive], old: dict[str, str]) -> list
     return list(scan_hives(loaded, old))
 
 
-def _acls(fs: object, prefix: str, old_sid: Sid) -> list[FileTrace]:
-    from reseal.image.guestfs import GuestFS
-
-    assert isinstance(fs, GuestFS)
+def _acls(fs: GuestFS, prefix: str, old_sid: Sid) -> list[FileTrace]:
     traces = []
     for guest in walk_entries(fs):
         try:
@@ -180,3 +181,28 @@ def _machine_secret(system: WindowsSystem, notes: str) -> list[FileTrace]:
     return [FileTrace(f"SECURITY\\Policy\\Secrets\\{MACHINE_ACCOUNT_SECRET}",
                       "the master's machine-account secret", "domain-membership",
                       "$MACHINE.ACC", "windows-domain-leave")]
+
+
+def windows_hits(target: Target, system: WindowsSystem, old: dict[str, str], notes: str
+                 ) -> list[LeftoverHit]:
+    label = f"windows:{system.volume.key}"
+    hits = [LeftoverHit(label, h.where, f"{h.identity} ({h.form})", h.match, h.where in notes,
+                        remedy_for(h.identity)) for h in scan_windows_leftovers(system, old)]
+    for trace in scan_windows_files(target, system, old, notes):
+        explained = trace.where in notes or (trace.same_as is not None and trace.same_as in notes)
+        hits.append(LeftoverHit(label, trace.where, trace.what, trace.match, explained,
+                                trace.remedy))
+    return hits
+
+
+def deep_hits(target: Target, old: dict[str, str]) -> list[LeftoverHit]:
+    if target.raw_path is None:
+        return [LeftoverHit("disk", str(target.source), "--deep needs a disk image or device; a "
+                            "directory target has no raw bytes to scan", "", True,
+                            beyond_files=True, count=0)]
+    hits = []
+    for hit in deep_scan(target.raw_path, target.layout, target.volumes, old):
+        hits.append(LeftoverHit("disk", hit.region, f"{hit.identity} ({hit.form}): {hit.what}",
+                                old.get(hit.identity, ""), hit.in_file is not None, hit.remedy,
+                                beyond_files=hit.in_file is None, count=hit.count))
+    return hits
