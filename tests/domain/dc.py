@@ -202,7 +202,8 @@ class DomainController:
         return records
 
     def computer(self, name: str) -> dict[str, list[str]] | None:
-        found = self.ldbsearch(f"(&(objectClass=computer)(sAMAccountName={name.upper()}$))")
+        found = self.ldbsearch(f"(&(objectClass=computer)(sAMAccountName={name.upper()}$))",
+                               "*", "msDS-KeyVersionNumber")  # constructed: only when asked
         return found[0] if found else None
 
     def log_offset(self) -> int:
@@ -329,6 +330,7 @@ def start_domain_controller(workdir: Path) -> Iterator[DomainController]:
                 stdin=subprocess.PIPE, stdout=stderr, stderr=stderr)
             _wait_listening(address, 636, dc.process, START_TIMEOUT)
             _wait_listening(address, 88, dc.process, START_TIMEOUT)
+            _wait_listening(address, 445, dc.process, START_TIMEOUT)  # SMB: net ads join
             yield dc
         finally:
             dc.stop()

@@ -217,6 +217,9 @@ def _tls_failure(endpoint: Endpoint, exc: BaseException) -> DomainError:
     if "refused" in text.lower():
         return DomainUnreachable(f"{endpoint.describe()}: connection refused; is the DC up "
                                  "and is this its address?")
+    if "invalid server address" in text:
+        return DomainUnreachable(f"{endpoint.describe()}: the address does not resolve "
+                                 "(DNS) or is not valid")
     if "timed out" in text.lower() or isinstance(exc, socket.timeout):
         return DomainUnreachable(f"{endpoint.describe()}: no answer within "
                                  f"{endpoint.timeout:.0f} s")
