@@ -372,3 +372,33 @@ def test_dry_run_checks_the_dc_and_writes_nothing(domain_controller: DomainContr
     assert result.returncode == 0, result.stderr
     assert f"CN={name},CN=Computers,{dc.base_dn}" in result.stdout
     assert tree_digest(root) == before and dc.computer(name) is None
+
+
+def test_domain_command(domain_controller: DomainController, tmp_path: Path) -> None:
+    dc = domain_controller
+    name = unique_name("K")
+    with AccountSession.open(dc.endpoint(), dc.admin_account, dc.admin_password) as admin:
+        from reseal.domain.ldapacct import ComputerSpec
+        from reseal.domain.passwords import machine_password
+
+        admin.create_computer(ComputerSpec(name, f"{name.lower()}.reseal.test"),
+                              machine_password())
+    password_file = tmp_path / "pw"
+    password_file.write_text(dc.admin_password + "\n")
+    password_file.chmod(0o600)
+    common = ["--domain", dc.dns_name, "--account", dc.admin_account, "--password-file",
+              str(password_file), "--controller", dc.fqdn, "--address", dc.address,
+              "--ca-file", str(dc.ca_file)]
+    info = reseal("domain", "info", *common, "--json", dc=dc, state=tmp_path)
+    assert info.returncode == 0, info.stderr
+    assert json.loads(info.stdout)["netbios_name"] == dc.netbios
+    show = reseal("domain", "show", name.lower(), *common, dc=dc, state=tmp_path)
+    assert show.returncode == 0 and f"CN={name},CN=Computers" in show.stdout
+    disable = reseal("domain", "disable", name, *common, "--json", dc=dc, state=tmp_path)
+    assert disable.returncode == 0 and json.loads(disable.stdout)["user_account_control"] & 2
+    delete = reseal("domain", "delete", name, *common, dc=dc, state=tmp_path)
+    assert delete.returncode == 0 and dc.computer(name) is None
+    missing = reseal("domain", "show", name, *common, dc=dc, state=tmp_path)
+    assert missing.returncode == 2 and "no computer account" in missing.stderr
+    for output in (info, show, disable, delete, missing):
+        secrets_absent([output.stdout, output.stderr], [dc.admin_password])

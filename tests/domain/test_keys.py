@@ -28,6 +28,14 @@ def test_pure_derivation_equals_impacket(enctype: int) -> None:
             string_to_key(enctype, password, salt).contents
 
 
+def test_host_derivation_equals_impacket_string_to_key() -> None:
+    salt = krbkeys.computer_salt("RESEAL.TEST", "clone7")
+    for password in ("x" * 120, "pässwörd", "".join(secrets.choice(ALPHABET) for _ in range(120))):
+        keys = krbkeys.derive_keys(password, salt, [krbkeys.AES256, krbkeys.AES128, krbkeys.RC4])
+        assert [k.key for k in keys] == [string_to_key(e, password, salt).contents
+                                         for e in (krbkeys.AES256, krbkeys.AES128, krbkeys.RC4)]
+
+
 @settings(max_examples=8, deadline=None)
 @given(st.text(min_size=1, max_size=40), st.text(min_size=1, max_size=40))
 def test_pure_aes_equals_impacket_on_any_text(password: str, salt: str) -> None:

@@ -55,13 +55,22 @@ def enctypes_for(supported: int) -> list[int]:
 
 def derive_keys(password: str, salt: str, enctypes: list[int]) -> list[KerberosKey]:
     try:
-        from impacket.krb5.crypto import string_to_key  # imaging host
+        from impacket.krb5.crypto import _enctype_table, string_to_key  # imaging host
     except ImportError:
         return [KerberosKey(etype, derive_pure(etype, password, salt)) for etype in enctypes]
     keys = []
     for etype in enctypes:
-        # impacket's RC4 profile encodes a str itself; AES takes str or bytes
-        keys.append(KerberosKey(etype, string_to_key(etype, password, salt).contents))
+        profile = _enctype_table[etype]
+        if etype in (AES128, AES256):
+            # impacket's AES profile (random-to-key, DK with "kerberos"), fed the PBKDF2 seed
+            # from hashlib: the same RFC 3962 string-to-key as impacket's string_to_key, whose
+            # pure-Python PBKDF2 takes 0.5 s or more a key (tests check both agree)
+            seed = hashlib.pbkdf2_hmac("sha1", password.encode("utf-8"), salt.encode("utf-8"),
+                                       AES_ITERATIONS, profile.seedsize)
+            keys.append(KerberosKey(etype, profile.derive(profile.random_to_key(seed),
+                                                          b"kerberos").contents))
+        else:  # RC4: impacket's profile encodes a str itself
+            keys.append(KerberosKey(etype, string_to_key(etype, password, salt).contents))
     return keys
 
 
