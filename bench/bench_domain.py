@@ -28,12 +28,13 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(REPO))
 
+from tests.domain.dc import start_domain_controller  # noqa: E402
+from tests.domain.master import fake_linux_root  # noqa: E402
+
 from reseal.domain import firstboot  # noqa: E402
 from reseal.domain.settings import DomainSettings, PasswordRef  # noqa: E402
 from reseal.operations.base import IdentityRequest  # noqa: E402
 from reseal.pipeline.runner import RunSettings, run_generalize  # noqa: E402
-from tests.domain.dc import start_domain_controller  # noqa: E402
-from tests.domain.master import fake_linux_root  # noqa: E402
 
 PASSWORD_ENV = "RESEAL_BENCH_JOIN_PASSWORD"
 

@@ -20,7 +20,6 @@ import time
 from pathlib import Path
 
 import pytest
-
 from tests.domain.dc import DomainController
 from tests.domain.master import join_root
 from tests.linux.vm.qemu import clone, master_image, missing_tools, mounted_root
