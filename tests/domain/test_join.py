@@ -406,3 +406,32 @@ def test_domain_command(domain_controller: DomainController, tmp_path: Path) -> 
     assert missing.returncode == 2 and "no computer account" in missing.stderr
     for output in (info, show, disable, delete, missing):
         secrets_absent([output.stdout, output.stderr], [dc.admin_password])
+
+
+def test_firstboot_refusal_is_logged_not_retried(domain_controller: DomainController,
+                                                 master_tree: Path, tmp_path: Path) -> None:
+    dc = domain_controller
+    name = unique_name("F")
+    root = copy_tree(master_tree, tmp_path / "root")
+    result = reseal("generalize", str(root), "--answer-file",
+                    str(answer_file(dc, tmp_path, name.lower(), enctypes="aes+rc4")),
+                    dc=dc, state=tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    otp = root / "var/lib/reseal-firstboot/one-time-password"
+    good = otp.read_text()
+    otp.write_text("not-the-one-time-password")
+    started = time.monotonic()
+    refused = run_firstboot(root)
+    assert refused.returncode == 1 and time.monotonic() - started < 30
+    assert "the domain refused the join" in refused.stdout
+    assert "invalid credentials" in refused.stdout and "attempt 2" not in refused.stdout
+    assert (root / "etc/systemd/system/multi-user.target.wants/"
+            "reseal-firstboot.service").is_symlink()
+    otp.write_text(good)
+    joined = run_firstboot(root)
+    assert joined.returncode == 0, joined.stdout
+    listing = subprocess.run(["klist", "-ke", str(root / "etc/krb5.keytab")],
+                             capture_output=True, text=True, check=True).stdout
+    assert "arcfour-hmac" in listing  # aes+rc4 asked for: RC4 keys from the pure MD4 too
+    assert dc.kinit_keytab(root / "etc/krb5.keytab", f"{name}$@{dc.realm}").returncode == 0
+    dc.delete_computer_if_present(name)
