@@ -17,7 +17,10 @@ import functools
 import importlib.util
 import io
 import json
+import marshal
 import re
+import struct
+import sys
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -80,9 +83,13 @@ class HookPlan:
         return (json.dumps(body, indent=2, sort_keys=True) + "\n").encode("utf-8")
 
 
-@functools.lru_cache(maxsize=1)
-def zipapp_bytes() -> bytes:
-    """The first-boot program as a zipapp (built once per process, byte-for-byte stable)."""
+@functools.lru_cache(maxsize=2)
+def zipapp_bytes(compiled: bool = False) -> bytes:
+    """The first-boot program as a zipapp (built once per process, byte-for-byte stable).
+
+    `compiled`: also carry bytecode for this interpreter's version (unchecked-hash .pyc
+    beside each .py, which zipimport uses when the guest's Python has the same magic number
+    and ignores otherwise): importing ldap3 from source costs seconds on a slow first boot."""
     reseal_root = Path(__file__).resolve().parent.parent.parent  # .../src (or site-packages)
     buffer = io.BytesIO()
     with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -91,6 +98,11 @@ def zipapp_bytes() -> bytes:
             info.compress_type = zipfile.ZIP_DEFLATED
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
+            if compiled and name.endswith(".py") and name != "__main__.py":
+                code = compile(data, name, "exec", dont_inherit=True)
+                header = importlib.util.MAGIC_NUMBER + struct.pack("<I", 0b01) + \
+                    importlib.util.source_hash(data)  # hash-based, unchecked (PEP 552)
+                add(name + "c", header + marshal.dumps(code))
 
         add("__main__.py", b"import sys\nfrom reseal.domain.firstboot import main\n"
                            b"sys.exit(main())\n")
@@ -107,10 +119,12 @@ def zipapp_bytes() -> bytes:
     return buffer.getvalue()
 
 
-def guest_python_problem(fs: GuestFS) -> str | None:
-    """Why the image cannot run the first-boot program, or None when it can."""
-    if not fs.exists(GUEST_PYTHON):
-        return f"the image has no {GUEST_PYTHON}"
+def guest_python_version(fs: GuestFS) -> tuple[int, int] | None:
+    found = _guest_stdlibs(fs)
+    return max(found)[0] if found else None
+
+
+def _guest_stdlibs(fs: GuestFS) -> list[tuple[tuple[int, int], str]]:
     versions = []
     for lib in ("/usr/lib", "/usr/lib64"):
         if not fs.is_dir(lib):
@@ -119,6 +133,14 @@ def guest_python_problem(fs: GuestFS) -> str | None:
             match = re.fullmatch(r"python3\.(\d+)", name)
             if match and fs.is_file(f"{lib}/{name}/os.py"):
                 versions.append(((3, int(match.group(1))), f"{lib}/{name}"))
+    return versions
+
+
+def guest_python_problem(fs: GuestFS) -> str | None:
+    """Why the image cannot run the first-boot program, or None when it can."""
+    if not fs.exists(GUEST_PYTHON):
+        return f"the image has no {GUEST_PYTHON}"
+    versions = _guest_stdlibs(fs)
     if not versions:
         return f"the image has {GUEST_PYTHON} but no Python 3 standard library"
     version, stdlib = max(versions)
@@ -137,7 +159,8 @@ def install_hook(fs: GuestFS, plan: HookPlan, *, one_time_password: str | None,
     """Write the hook into the image; returns the guest paths written."""
     written = []
     fs.mkdir("/usr/local/lib/reseal")
-    fs.write_bytes(ZIPAPP_PATH, zipapp_bytes(), mode=0o644)
+    same_python = guest_python_version(fs) == tuple(sys.version_info[:2])
+    fs.write_bytes(ZIPAPP_PATH, zipapp_bytes(compiled=same_python), mode=0o644)
     written.append(ZIPAPP_PATH)
     fs.mkdir("/etc/reseal")
     if ca_pem is not None:
