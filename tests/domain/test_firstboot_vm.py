@@ -20,9 +20,11 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.domain import guestdisk
 from tests.domain.dc import DomainController
 from tests.domain.master import join_root
-from tests.linux.vm.qemu import clone, master_image, missing_tools, mounted_root
+from tests.linux.vm.qemu import clone
+from tests.linux.vm.test_boot import master  # noqa: F401  (the cached master image, a fixture)
 
 pytestmark = pytest.mark.slow
 GUEST_DC = "10.0.2.100"
@@ -57,6 +59,12 @@ def boot_with_dc(image: Path, dc: DomainController, timeout: float) -> str:
             if not data and process.poll() is not None:
                 break
             console += data
+        # the probe powers the guest off: wait for that (bounded), so the file system is
+        # clean and what the first boot wrote is in place for debugfs to read
+        deadline = time.monotonic() + 120
+        while process.poll() is None and time.monotonic() < deadline:
+            if selector.select(timeout=1.0):
+                console += process.stdout.read() or b""
     finally:
         process.kill()
         process.wait()
@@ -65,49 +73,38 @@ def boot_with_dc(image: Path, dc: DomainController, timeout: float) -> str:
     return console.decode("utf-8", errors="replace")
 
 
-def prepare_guest_network(root: Path) -> None:
-    """Test scaffolding, not reseal: DHCP on the first NIC (unless the master already does
-    it), and the identity probe ordered after the first-boot hook."""
-    interfaces = root / "etc/network/interfaces"
-    if not (interfaces.exists() and "inet dhcp" in interfaces.read_text()):
-        network = root / "etc/systemd/network/90-reseal-test.network"
+def guest_network_tree(image: Path, tree: Path) -> Path:
+    """Test scaffolding, not reseal: DHCP on the first NIC with systemd-networkd (unless the
+    master already configures one), and the identity probe ordered after the first-boot hook."""
+    interfaces = guestdisk.read_file(image, "/etc/network/interfaces") or b""
+    if b"inet dhcp" not in interfaces:
+        network = tree / "etc/systemd/network/90-reseal-test.network"
         network.parent.mkdir(parents=True, exist_ok=True)
         network.write_text("[Match]\nName=en* eth*\n\n[Network]\nDHCP=ipv4\n")
-        wants = root / "etc/systemd/system/multi-user.target.wants"
-        wants.mkdir(parents=True, exist_ok=True)
-        for unit, target in (("systemd-networkd.service", wants),
+        for unit, target in (("systemd-networkd.service", "multi-user.target.wants"),
                              ("systemd-networkd-wait-online.service",
-                              root / "etc/systemd/system/network-online.target.wants")):
-            target.mkdir(parents=True, exist_ok=True)
-            link = target / unit
-            if not link.exists() and not link.is_symlink():
-                link.symlink_to(f"/lib/systemd/system/{unit}")
-    dropin = root / "etc/systemd/system/reseal-probe.service.d/after-firstboot.conf"
+                              "network-online.target.wants")):
+            wants = tree / "etc/systemd/system" / target
+            wants.mkdir(parents=True, exist_ok=True)
+            (wants / unit).symlink_to(f"/lib/systemd/system/{unit}")
+    dropin = tree / "etc/systemd/system/reseal-probe.service.d/after-firstboot.conf"
     dropin.parent.mkdir(parents=True, exist_ok=True)
     dropin.write_text("[Unit]\nAfter=reseal-firstboot.service\n")
-
-
-@pytest.fixture(scope="module")
-def vm_master() -> Path:
-    if os.geteuid() != 0:
-        pytest.skip("needs root for loop devices, mounts and debootstrap")
-    missing = missing_tools()
-    if missing:
-        pytest.skip(f"missing tools: {', '.join(missing)} (see scripts/apt-packages.txt)")
-    return master_image()
+    return tree
 
 
 def test_clone_joins_the_domain_on_its_first_boot(domain_controller: DomainController,
-                                                  vm_master: Path, tmp_path: Path) -> None:
+                                                  master: Path,  # noqa: F811
+                                                  tmp_path: Path) -> None:
     dc = domain_controller
-    master = clone(vm_master, tmp_path / "master.raw")
-    with mounted_root(master, tmp_path / "mnt-master") as root:
-        assert (root / "usr/bin/python3").exists(), "master image without python3: rebuild it"
-        hostname = (root / "etc/hostname").read_text().strip()
-        join_root(dc, root, hostname.upper())
-        shutil.copy(root / "etc/krb5.keytab", tmp_path / "master.keytab")
+    joined = clone(master, tmp_path / "master.raw")
+    hostname = (guestdisk.read_file(joined, "/etc/hostname") or b"").decode().strip()
+    assert guestdisk.exists(joined, "/usr/bin/python3"), "master without python3: rebuild it"
+    join_root(dc, tmp_path / "join", hostname.upper())  # a real join, its files then copied in
+    guestdisk.put_tree(joined, tmp_path / "join")
+    shutil.copy(tmp_path / "join/etc/krb5.keytab", tmp_path / "master.keytab")
     name = "vmclone" + os.urandom(2).hex()
-    image = clone(master, tmp_path / "clone.raw")
+    image = clone(joined, tmp_path / "clone.raw")
     answer = tmp_path / "clone.yaml"
     answer.write_text(json.dumps({
         "version": 1, "os": "linux", "machines": [{"hostname": name}],
@@ -123,30 +120,33 @@ def test_clone_joins_the_domain_on_its_first_boot(domain_controller: DomainContr
                             env=env, timeout=600)
     assert result.returncode == 0, result.stdout + result.stderr
     assert dc.computer(name) is not None  # pre-staged
-    with mounted_root(image, tmp_path / "mnt-clone") as root:
-        one_time = (root / "var/lib/reseal-firstboot/one-time-password").read_text()
-        prepare_guest_network(root)
+    one_time = (guestdisk.read_file(image, "/var/lib/reseal-firstboot/one-time-password")
+                or b"").decode()
+    assert len(one_time) == 120
+    assert guestdisk.mode_of(image, "/var/lib/reseal-firstboot/one-time-password") == 0o600
+    assert not guestdisk.exists(image, "/etc/krb5.keytab")  # the master's left with it
+    guestdisk.put_tree(image, guest_network_tree(image, tmp_path / "net"))
 
     since = dc.log_offset()
     console = boot_with_dc(image, dc, timeout=900)
+    (tmp_path / "console.txt").write_text(console)
+    print(*[line for line in console.splitlines() if "reseal-firstboot:" in line], sep="\n")
     assert "reseal-firstboot: joined reseal.test" in console, console[-4000:]
     assert "command 2/2 exited with 1" in console
     assert "first boot complete" in console
     assert one_time not in console and dc.admin_password not in console
 
-    with mounted_root(image, tmp_path / "mnt-after", read_only=True) as root:
-        keytab = tmp_path / "clone.keytab"
-        shutil.copy(root / "etc/krb5.keytab", keytab)
-        assert oct((root / "etc/krb5.keytab").stat().st_mode & 0o777) == "0o600"
-        assert not (root / "var/lib/reseal-firstboot/one-time-password").exists()
-        assert not (root / "etc/systemd/system/multi-user.target.wants/"
-                    "reseal-firstboot.service").exists()
-        journal = root / "var/log/journal"
-        if journal.is_dir():
-            logged = subprocess.run(["journalctl", "-D", str(journal), "-u",
-                                     "reseal-firstboot", "-o", "cat"], capture_output=True,
-                                    text=True).stdout
-            assert "joined reseal.test" in logged and one_time not in logged
+    keytab = tmp_path / "clone.keytab"
+    keytab.write_bytes(guestdisk.read_file(image, "/etc/krb5.keytab") or b"")
+    assert guestdisk.mode_of(image, "/etc/krb5.keytab") == 0o600
+    assert not guestdisk.exists(image, "/var/lib/reseal-firstboot/one-time-password")
+    assert not guestdisk.exists(
+        image, "/etc/systemd/system/multi-user.target.wants/reseal-firstboot.service")
+    journal = guestdisk.dump_tree(image, "/var/log/journal", tmp_path / "journal")
+    if journal is not None:
+        logged = subprocess.run(["journalctl", "-D", str(journal), "-u", "reseal-firstboot",
+                                 "-o", "cat"], capture_output=True, text=True).stdout
+        assert "joined reseal.test" in logged and one_time not in logged
     kinit = dc.kinit_keytab(keytab, f"{name.upper()}$@{dc.realm}")
     assert kinit.returncode == 0, kinit.stderr
     master_kinit = dc.kinit_keytab(tmp_path / "master.keytab", f"{hostname.upper()}$@{dc.realm}")
