@@ -435,3 +435,53 @@ def test_firstboot_refusal_is_logged_not_retried(domain_controller: DomainContro
     assert "arcfour-hmac" in listing  # aes+rc4 asked for: RC4 keys from the pure MD4 too
     assert dc.kinit_keytab(root / "etc/krb5.keytab", f"{name}$@{dc.realm}").returncode == 0
     dc.delete_computer_if_present(name)
+
+
+def test_firstboot_recovers_a_change_cut_short(domain_controller: DomainController,
+                                               master_tree: Path, tmp_path: Path) -> None:
+    """Power lost after the DC took the new password but before the keytab was written: the
+    next boot binds with the saved new password and finishes, no second change."""
+    from reseal.domain.passwords import machine_password
+
+    dc = domain_controller
+    name = unique_name("P")
+    root = copy_tree(master_tree, tmp_path / "root")
+    result = reseal("generalize", str(root), "--answer-file",
+                    str(answer_file(dc, tmp_path, name.lower())), dc=dc, state=tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    state = root / "var/lib/reseal-firstboot"
+    one_time = (state / "one-time-password").read_text()
+    new = machine_password()
+    (state / "pending-password").write_text(new)  # what the program saves before changing
+    record = dc.computer(name)
+    assert record is not None
+    with AccountSession.open(dc.endpoint(), f"{name}$", one_time, dc.dns_name) as machine:
+        machine.change_password(record["distinguishedName"][0], one_time, new)
+    since = dc.log_offset()
+    finished = run_firstboot(root)
+    assert finished.returncode == 0, finished.stdout
+    assert "a password change from an earlier run took effect" in finished.stdout
+    assert not [e for e in dc.password_events(since) if e["dn"].startswith(f"CN={name},")]
+    assert dc.kinit_keytab(root / "etc/krb5.keytab", f"{name}$@{dc.realm}").returncode == 0
+    assert not (state / "pending-password").exists()
+    assert not (state / "one-time-password").exists()
+    dc.delete_computer_if_present(name)
+
+
+def test_ipa_client_state_leaves_with_the_master(domain_controller: DomainController,
+                                                 master_tree: Path, tmp_path: Path) -> None:
+    dc = domain_controller
+    root = copy_tree(master_tree, tmp_path / "root")
+    master = master_name(master_tree).lower()
+    (root / "etc/ipa").mkdir()
+    (root / "etc/ipa/default.conf").write_text(
+        f"[global]\nbasedn = dc=ipa,dc=test\nrealm = IPA.TEST\ndomain = reseal.test\n"
+        f"server = ipa1.ipa.test\nhost = {master}.reseal.test\nxmlrpc_uri = "
+        "https://ipa1.ipa.test/ipa/xml\n")
+    (root / "var/log/ipaclient-install.log").write_text(f"enrolled {master}.reseal.test\n")
+    result = reseal("generalize", str(root), "--hostname", "ipaclone", dc=dc,
+                    state=tmp_path / "s")
+    assert result.returncode == 0, result.stderr
+    conf = (root / "etc/ipa/default.conf").read_text()
+    assert "host = ipaclone.reseal.test" in conf and "server = ipa1.ipa.test" in conf
+    assert not (root / "var/log/ipaclient-install.log").exists()

@@ -194,3 +194,24 @@ def test_machine_passwords() -> None:
         assert len(password) == 120 and password.isascii()
         assert set(password) <= set(ALPHABET)
         assert not set(password) & set(" !'\"$`")
+
+
+def test_ldap_failures_read_as_one_line() -> None:
+    from reseal.domain.ldapacct import describe_ldap_failure
+
+    cases = [
+        ({"description": "unwillingToPerform", "message": "0000216D: SvcErr: DSID-031A1254"},
+         "machine account quota"),
+        ({"description": "insufficientAccessRights", "message": "acl: unable to get access"},
+         "lacks the right"),
+        ({"description": "constraintViolation", "message": "acl: spn validation failed"},
+         "dNSHostName or an SPN"),
+        ({"description": "constraintViolation", "message": "0000052D: password restriction"},
+         "password policy"),
+        ({"description": "strongerAuthRequired", "message": "BindSimple: Transport encryption"},
+         "transport encryption"),
+        ({"description": "busy", "message": "line one\nline two"}, "busy: line one line two"),
+    ]
+    for result, expected in cases:
+        line = describe_ldap_failure(result, "create computer X$")
+        assert expected in line and "\n" not in line and line.startswith("create computer X$: ")
