@@ -181,7 +181,7 @@ def apply(ctx: OperationContext) -> None:
             if edit_text(fs, path, lambda text: rename_host(text, master_short, old_fqdn,
                                                             new_short, new_fqdn)):
                 ctx.change(path, "set", old_fqdn or master_short, new_fqdn or new_short)
-    if ctx.request.domain is None:
+    if ctx.request.domain is None and (principal or secrets):
         ctx.note("the clone no longer holds the master's domain secret; join it with a "
                  "domain: section (reseal) or adcli/realm join")
 
