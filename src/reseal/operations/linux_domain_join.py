@@ -24,18 +24,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from reseal.domain import keytab, krbkeys
-from reseal.domain.hook import HookPlan, guest_python_problem, install_hook
-from reseal.domain.ldapacct import (
-    AccountSession,
-    ComputerAccount,
-    ComputerSpec,
-    DomainError,
-    check_computer_name,
-)
+from reseal.domain.hook import CA_PATH, HookPlan, guest_python_problem, install_hook
+from reseal.domain.join import JoinPlan, discard_account, make_account, open_join
+from reseal.domain.ldapacct import ComputerAccount, ComputerSpec, DomainError, check_computer_name
 from reseal.domain.membership import SYSTEM_KEYTAB, read_keytab
 from reseal.domain.passwords import machine_password
 from reseal.domain.settings import DomainSettings
-from reseal.errors import BadInput, ResealError
+from reseal.errors import BadInput
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux import shellvars
@@ -82,89 +77,66 @@ class _Join:
     """The account work left for the end of the run (see the module docstring)."""
 
     ctx: OperationContext
-    domain: DomainSettings
-    session: AccountSession
-    spec: ComputerSpec
-    existing: ComputerAccount | None
+    plan: JoinPlan
     hook: HookPlan
     ca_pem: bytes | None
-    join_password: str
 
     def commit(self) -> None:
-        if self.ctx.dry_run:
-            self.session.close()
+        ctx, plan = self.ctx, self.plan
+        if ctx.dry_run:
+            plan.session.close()
             return
-        ctx, domain, spec = self.ctx, self.domain, self.spec
-        session = self.session
         password = machine_password()
-        created: ComputerAccount | None = None
         try:
-            if self.existing is not None:
-                account = self.existing
-                session.reset_password(account.dn, password)
-                session.update_computer(account.dn, dns_host_name=spec.dns_host_name,
-                                        spns=spec.spns(), enctypes=spec.enctypes,
-                                        os_name=spec.os_name, os_version=spec.os_version)
-                session.set_enabled(account.dn, True)
-                account = session.read_computer(account.dn)
-                ctx.change(f"domain:{domain.realm}", "reset", account.dn,
-                           f"{spec.sam_account_name} (existing account reused, kvno "
-                           f"{account.kvno})")
-            else:
-                account = created = session.create_computer(spec, password, domain.ou)
-                ctx.change(f"domain:{domain.realm}", "create", None,
-                           f"{account.dn} (kvno {account.kvno})")
-            if domain.mode == "offline":
-                self._write_keytab(account, password)
-            else:
-                self._install_hook(account, password)
-        except BaseException:
-            if created is not None:
-                try:
-                    session.delete_computer(created.dn)
-                except ResealError as exc:
-                    ctx.warn(f"could not delete {created.dn} after the failure: {exc}")
-            raise
+            account, created = make_account(plan, password)
+            ctx.change(f"domain:{plan.info.realm}", "create" if created else "reset",
+                       None if created else account.dn,
+                       f"{account.dn} (kvno {account.kvno})"
+                       + ("" if created else ", existing account reused"))
+            try:
+                if plan.domain.mode == "offline":
+                    self._write_keytab(account, password)
+                else:
+                    self._install_hook(account, password)
+            except BaseException:
+                warning = discard_account(plan, account, created)
+                if warning:
+                    ctx.warn(warning)
+                raise
         finally:
-            session.close()
+            plan.session.close()
         old = ctx.log.identity.get("domain-account")
-        ctx.identity("domain-account", old.old if old else None,
-                     f"{spec.sam_account_name}@{domain.realm}")
+        ctx.identity("domain-account", old.old if old else None, plan.principal)
 
     def _write_keytab(self, account: ComputerAccount, password: str) -> None:
-        fs = self.ctx.system.fs
-        kvno = account.kvno or self.session.key_version(account.dn)
-        keys = krbkeys.derive_keys(password, krbkeys.computer_salt(self.domain.realm,
-                                                                   self.spec.name),
-                                   krbkeys.enctypes_for(self.spec.enctypes))
-        entries = keytab.machine_entries(self.domain.realm, self.spec.name,
-                                         self.spec.dns_host_name, kvno, keys)
+        fs, spec, realm = self.ctx.system.fs, self.plan.spec, self.plan.info.realm
+        kvno = account.kvno or self.plan.session.key_version(account.dn)
+        keys = krbkeys.derive_keys(password, krbkeys.computer_salt(realm, spec.name),
+                                   krbkeys.enctypes_for(spec.enctypes))
+        entries = keytab.machine_entries(realm, spec.name, spec.dns_host_name, kvno, keys)
         existing = read_keytab(fs, SYSTEM_KEYTAB)
         kept = existing[1] if existing is not None else []
         fs.write_bytes(SYSTEM_KEYTAB, keytab.serialize_keytab(
             keytab.replace_principals(kept, entries)), mode=0o600)
         self.ctx.change(SYSTEM_KEYTAB, "write", None,
-                        f"{len(entries)} keys for {self.spec.sam_account_name}@"
-                        f"{self.domain.realm}, kvno {kvno}")
+                        f"{len(entries)} keys for {self.plan.principal}, kvno {kvno}")
 
     def _install_hook(self, account: ComputerAccount, one_time_password: str) -> None:
-        info = self.session.domain_info()
+        domain, info, spec = self.plan.domain, self.plan.info, self.plan.spec
         self.hook.domain = {
             "name": info.dns_name, "netbios_name": info.netbios_name,
-            "computer_name": self.spec.name, "sam_account_name": self.spec.sam_account_name,
-            "account_dn": account.dn, "spns": self.spec.spns(),
-            "enctypes": self.spec.enctypes,
-            "address": self.domain.firstboot_address or self.domain.controller_name,
-            "server_name": self.domain.controller_name, "tls": self.domain.tls,
-            "port": self.domain.port,
-            "ca_file": "/etc/reseal/domain-ca.pem" if self.ca_pem is not None else None,
+            "computer_name": spec.name, "sam_account_name": spec.sam_account_name,
+            "account_dn": account.dn, "spns": spec.spns(), "enctypes": spec.enctypes,
+            "address": domain.firstboot_address or domain.controller_name,
+            "server_name": domain.controller_name, "tls": domain.tls, "port": domain.port,
+            "ca_file": CA_PATH if self.ca_pem is not None else None,
         }
         written = install_hook(self.ctx.system.fs, self.hook,
                                one_time_password=one_time_password, ca_pem=self.ca_pem)
         for path in written:
             self.ctx.change(path, "write")
-        self.ctx.note(f"first boot joins as {self.spec.sam_account_name}: it changes the "
-                      "one-time password to its own and writes /etc/krb5.keytab "
+        self.ctx.note(f"first boot joins as {spec.sam_account_name}: it changes the one-time "
+                      "password to its own and writes /etc/krb5.keytab "
                       "(journalctl -u reseal-firstboot)")
 
 
@@ -222,44 +194,20 @@ def apply(ctx: OperationContext) -> None:
     if existing_keytab is not None:
         master_names |= {e.components[0].rstrip("$").upper() for e in existing_keytab[1]
                          if len(e.components) == 1 and e.components[0].endswith("$")}
-    if name in master_names:
-        raise BadInput(f"domain join: the clone would be named {name}, the master's own "
-                       "computer account; give the clone a host name of its own (reseal "
-                       "never touches the master's account)")
     spec = ComputerSpec(name=name, dns_host_name=fqdn, enctypes=domain.enctype_bits,
                         os_name=_os_name(fs), os_version=os_release(fs).version_id or None)
-    assert domain.password is not None
-    join_password = domain.password.read()
     ca_pem = _read_ca(domain)
-    session = AccountSession.open(domain.endpoint(), domain.account or "", join_password,
-                                  domain.name)
-    try:
-        info = session.domain_info()
-        if info.dns_name.lower() != domain.name.lower():
-            raise BadInput(f"domain join: {domain.controller_name} serves {info.dns_name}, not "
-                           f"{domain.name}; correct domain.name or domain.controller")
-        if domain.ou is not None and not session.container_exists(domain.ou):
-            raise BadInput(f"domain join: {domain.ou} does not exist in {info.dns_name}; "
-                           "create the OU or correct domain.ou")
-        existing = session.find_computer(name)
-        if existing is not None and not domain.reuse_existing:
-            raise BadInput(f"domain join: a computer account {spec.sam_account_name} already "
-                           f"exists ({existing.dn}); give the clone another name, delete the "
-                           "stale account (reseal domain delete), or set "
-                           "domain.reuse_existing: true")
-    except BaseException:
-        session.close()
-        raise
-    where = f"domain:{domain.realm}"
-    if existing is not None:
-        ctx.change(where, "reset", existing.dn, f"{spec.sam_account_name} (reuse_existing)")
+    plan = open_join(domain, spec, master_names)
+    where = f"domain:{plan.info.realm}"
+    if plan.existing is not None:
+        ctx.change(where, "reset", plan.existing.dn,
+                   f"{spec.sam_account_name} (reuse_existing)")
     else:
-        ctx.change(where, "create", None, f"CN={name},{domain.ou or info.computers_dn}")
-    hook = HookPlan(hostname=name.lower(), fqdn=fqdn, commands=commands)
-    ctx.shared[SHARED_KEY] = _Join(ctx, domain, session, spec, existing, hook, ca_pem,
-                                   join_password)
-    ctx.note(f"{domain.mode} join of {spec.sam_account_name} to {info.dns_name} "
-             f"(domain SID {info.sid}) through {domain.endpoint().describe()}")
+        ctx.change(where, "create", None, f"CN={name},{plan.container}")
+    ctx.shared[SHARED_KEY] = _Join(ctx, plan, HookPlan(hostname=name.lower(), fqdn=fqdn,
+                                                        commands=commands), ca_pem)
+    ctx.note(f"{domain.mode} join of {spec.sam_account_name} to {plan.info.dns_name} "
+             f"(domain SID {plan.info.sid}) through {domain.endpoint().describe()}")
 
 
 OPERATION = Operation(
