@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "drivers_cmd",
     "hive_cmd",
     "domain_cmd",
+    "audit_cmd",
 )
 
 
