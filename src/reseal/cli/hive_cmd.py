@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput
-from reseal.formatting import print_json
+from reseal.formatting import print_json, terminal_safe
 from reseal.registry import Hive, RegType
 from reseal.registry.check import check_hive
 from reseal.registry.nodes import Key, Value
@@ -61,7 +61,7 @@ def _open(path: Path) -> Hive:
         raise BadInput(f"hive file not found: {path}")
     hive = Hive.open(path)
     for warning in hive.warnings:
-        print(f"reseal: warning: {warning}", file=sys.stderr)
+        print(f"reseal: warning: {terminal_safe(warning)}", file=sys.stderr)
     return hive
 
 
@@ -88,7 +88,9 @@ def _get(args: argparse.Namespace) -> int:
         if args.json:
             print_json(record)
         else:
-            print(record["data"] if not isinstance(record["data"], list) else "\n".join(record["data"]))
+            data = record["data"]
+            print("\n".join(terminal_safe(item) for item in data) if isinstance(data, list)
+                  else terminal_safe(data))
         return 0
     subkeys = [k.name for k in key.subkeys()]
     values = [_value_record(v) for v in key.values()]
@@ -96,11 +98,12 @@ def _get(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"path": key.path, "class_name": key.class_name, "last_written": written, "subkeys": subkeys, "values": values})
     else:
-        print(f"[{key.path or '<root>'}]  written {written}")
+        print(f"[{terminal_safe(key.path) or '<root>'}]  written {written}")
         for name in subkeys:
-            print(f"  {name}\\")
+            print(f"  {terminal_safe(name)}\\")
         for record in values:
-            print(f"  {record['name'] or '@'} ({record['type']}) = {record['data']}")
+            print(f"  {terminal_safe(record['name']) or '@'} ({record['type']}) = "
+                  f"{terminal_safe(record['data'])}")
     return 0
 
 
@@ -172,13 +175,13 @@ def _check(args: argparse.Namespace) -> int:
     try:
         hive = Hive.open(args.hive)
     except BadInput as exc:
-        print(f"fault: {exc}")
+        print(f"fault: {terminal_safe(exc)}")
         return 1
     fault = check_hive(hive)
     if fault is not None:
-        print(f"fault: {fault}")
+        print(f"fault: {terminal_safe(fault)}")
         return 1
     for warning in hive.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_safe(warning)}")
     print(f"ok: {hive.name}")
     return 0

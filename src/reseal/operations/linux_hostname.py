@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from reseal.image.guestfs import GuestFS
+from reseal.image.guestfs import LARGE_TEXT_LIMIT, SMALL_LIMIT, GuestFS
 from reseal.image.model import OSFamily
-from reseal.linux import shellvars
-from reseal.linux.guest import edit_text, os_release
+from reseal.linux import netconfig, shellvars
+from reseal.linux.guest import edit_text, files_under, os_release
 from reseal.linux.hosts import rename_in_hosts
 from reseal.linux.names import short_name, validate_hostname
 from reseal.linux.osrelease import Family
@@ -15,6 +15,7 @@ from reseal.operations._linux_support import preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 20
+NM_CONNECTIONS = "/etc/NetworkManager/system-connections"
 
 
 def validate(request: IdentityRequest, options: Any) -> None:
@@ -27,7 +28,7 @@ def current_hostname(fs: GuestFS) -> str | None:
     """The static host name the guest boots with (first place found wins)."""
     for path in ("/etc/hostname", "/etc/HOSTNAME"):
         if fs.is_file(path):
-            for line in fs.read_text(path).splitlines():
+            for line in fs.read_text(path, limit=SMALL_LIMIT).splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     return line
@@ -75,11 +76,12 @@ def apply(ctx: OperationContext) -> None:
 
     if fs.is_file("/etc/hosts"):
         add = family is Family.DEBIAN
-        if edit_text(fs, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add)):
+        if edit_text(fs, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add),
+                     limit=LARGE_TEXT_LIMIT):
             ctx.change("/etc/hosts", "set", old, new)
 
     if old and fs.is_file("/etc/mailname"):
-        mailname = fs.read_text("/etc/mailname").strip()
+        mailname = fs.read_text("/etc/mailname", limit=SMALL_LIMIT).strip()
         if mailname.lower() in (old.lower(), short_name(old).lower()) or (
             "." in mailname and short_name(mailname).lower() == short_name(old).lower()
         ):
@@ -89,13 +91,22 @@ def apply(ctx: OperationContext) -> None:
             fs.write_text("/etc/mailname", replacement + "\n")
             ctx.change("/etc/mailname", "set", mailname, replacement)
 
+    if old:
+        for path in files_under(fs, NM_CONNECTIONS):
+            text = fs.read_text(path)
+            new_text, edits = netconfig.set_nm_dhcp_hostname(text, old, new)
+            if edits:
+                fs.write_text(path, new_text)
+                for edit in edits:
+                    ctx.change(f"{path} {edit.what}", "set", edit.old, edit.new)
+
     ctx.identity("hostname", old, new)
 
 
 OPERATION = Operation(
     name="linux-hostname",
     description="set the requested host name in /etc/hostname, /etc/hosts, sysconfig, SUSE "
-    "/etc/HOSTNAME and /etc/mailname",
+    "/etc/HOSTNAME, /etc/mailname and NetworkManager's dhcp-hostname",
     os=OSFamily.LINUX,
     default_enabled=True,
     apply=apply,

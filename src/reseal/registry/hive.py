@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -608,12 +610,26 @@ class Hive:
         logs = find_logs(target) if target.exists() else []
         for original in [target, *logs]:
             keep = original.with_name(original.name + ORIG_SUFFIX)
-            if original.exists() and not keep.exists():
-                atomic_write(keep, original.read_bytes())
+            if original.exists():
+                _keep_original(original, keep)
         atomic_write(target, data)
         for log in logs:
             if log.stat().st_size:
                 atomic_write(log, b"")
+
+
+def _keep_original(original: Path, keep: Path) -> None:
+    """PATH.reseal-orig from the first save, with the original's mode and owner: a SAM's
+    copy holds the same password hashes, so it is never readable by more users than the SAM
+    (a copy left wider by an earlier version is narrowed)."""
+    st = original.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if not keep.exists():
+        atomic_write(keep, original.read_bytes(), mode=mode)
+        with contextlib.suppress(OSError):
+            os.chown(keep, st.st_uid, st.st_gid)
+    elif not keep.is_symlink() and stat.S_IMODE(keep.stat().st_mode) & ~mode:
+        os.chmod(keep, stat.S_IMODE(keep.stat().st_mode) & mode)
 
 
 def split_path(path: str) -> list[str]:
