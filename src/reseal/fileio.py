@@ -9,7 +9,6 @@ import contextlib
 import ctypes
 import errno
 import os
-import secrets
 from pathlib import Path
 from typing import Any
 
@@ -82,13 +81,13 @@ def _copy_metadata(src_fd: int, dst_fd: int) -> None:
             os.setxattr(dst_fd, name, value)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes | memoryview, *, mode: int | None = None) -> None:
     """Replace `path` with `data` atomically, keeping mode, owner and xattrs of the old file.
 
     `path` must already be a safe host path (no symlink as last component).
     """
     directory = path.parent
-    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    tmp = directory / f"{TEMP_PREFIX}{os.urandom(6).hex()}"
     old_fd: int | None = None
     try:
         old_fd = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import NoReturn
 
 from reseal.errors import BadInput, CorruptData
 from reseal.fileio import atomic_write
@@ -44,6 +46,7 @@ from reseal.registry.format import (
     upcase,
     utf16_length,
 )
+from reseal.registry.index import HiveIndex
 from reseal.registry.logs import LOG_SUFFIXES, log_sequence, recover
 from reseal.registry.nodes import Key, Value
 from reseal.registry.security import SecurityCells, default_descriptor
@@ -78,6 +81,7 @@ class Hive:
         self.root_offset = U32.unpack_from(data, 0x24)[0]
         self.root = Key(self, self.root_offset, None)
         self.leaf_sig = self._preferred_leaf()
+        self._index: HiveIndex | None = None
 
     # ------------------------------------------------------------ constructors
     @classmethod
@@ -89,7 +93,9 @@ class Hive:
             raise BadInput(f"{name}: file type {file_type} at offset 0x1c: a transaction log, not a hive")
         result = recover(data, [log for log in (logs or []) if log], name)
         seq_floor = max([U32.unpack_from(result.data, 4)[0], *(log_sequence(x) for x in logs or [])])
-        return cls(bytearray(result.data), name, result.warnings, result.recovered, seq_floor)
+        recovered = result.data
+        buf = recovered if isinstance(recovered, bytearray) and recovered is not data else bytearray(recovered)
+        return cls(buf, name, result.warnings, result.recovered, seq_floor)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Hive:
@@ -133,9 +139,17 @@ class Hive:
         hive._nk_set(hive.root_offset, NK_OFF_SK, sk)
         U32.pack_into(data, 0x24, hive.root_offset)
         hive.root = Key(hive, hive.root_offset, None)
+        hive._index = None
         return hive
 
-    def corrupt(self, what: str, offset: int) -> None:
+    def index(self) -> HiveIndex:
+        """The hive's ownership index (built by one walk on first use, then kept up to date by
+        every edit); see `reseal.registry.index`."""
+        if self._index is None:
+            self._index = HiveIndex(self)
+        return self._index
+
+    def corrupt(self, what: str, offset: int) -> NoReturn:
         raise CorruptData(f"{self.name}: {what} at offset {BASE_BLOCK_SIZE + offset:#x}; run `reseal hive check`")
 
     def _preferred_leaf(self) -> bytes:
@@ -202,6 +216,10 @@ class Hive:
             if upcase(sub.name) == wanted:
                 return sub
         return None
+
+    def value_offsets(self, offset: int) -> list[int]:
+        """vk offsets of the key at `offset`, in listing order."""
+        return self._value_offsets(offset)
 
     def _value_offsets(self, offset: int) -> list[int]:
         pos = self._nk_pos(offset)
@@ -376,6 +394,8 @@ class Hive:
             self._raise_max(key.offset, NK_OFF_MAXVALNAME, utf16_length(name))
         self._raise_max(key.offset, NK_OFF_MAXVALDATA, len(raw))
         self._touch(key.offset)
+        if self._index is not None:
+            self._index.note_value(vk_offset, key.offset)
         return Value(self, vk_offset)
 
     def _write_value_list(self, offset: int, offsets: list[int]) -> None:
@@ -487,6 +507,8 @@ class Hive:
             sk, cls_off, 0, 0, 0, 0, 0, len(name_raw), cls_len,
         )
         offset = self.store.alloc(nk + name_raw)
+        if self._index is not None:
+            self._index.note_key(offset, parent.offset)
         self._insert_sorted(parent.offset, offset, name)
         self._raise_max(parent.offset, NK_OFF_MAXSUBNAME, utf16_length(name), low16=True)
         self._raise_max(parent.offset, NK_OFF_MAXCLASS, cls_len)
@@ -573,6 +595,15 @@ class Hive:
         if new_offset != offset:
             for child, _h in self._entries(new_offset):
                 self._nk_set(child, NK_OFF_PARENT, new_offset)
+        if self._index is not None:
+            index = self._index
+            parent = NIL if offset == self.root_offset else self._nk_u32(new_offset, NK_OFF_PARENT)
+            index.note_key(new_offset, parent)
+            if new_offset != offset:
+                for child, _h in self._entries(new_offset):
+                    index.note_key(child, new_offset)
+                for value in self._value_offsets(new_offset):
+                    index.note_value(value, new_offset)
         return new_offset
 
     def _child_names_raw(self, parent: int, old: int, new: int) -> list[tuple[int, str, int | None]]:
@@ -585,8 +616,9 @@ class Hive:
         return out
 
     # ------------------------------------------------------------------- output
-    def to_bytes(self) -> bytes:
-        """The hive as a clean file: sequence numbers equal, checksum right, one bin run."""
+    def _finish(self) -> int:
+        """Make the base block clean (sequence numbers equal, checksum right); returns the
+        file length (base block plus hive bins)."""
         buf = self.store.buf
         seq = max(U32.unpack_from(buf, 4)[0], U32.unpack_from(buf, 8)[0], self._seq_floor) + 1
         seq &= 0xFFFFFFFF
@@ -597,23 +629,51 @@ class Hive:
         U32.pack_into(buf, 0x2C, 1)
         U32.pack_into(buf, 0x1FC, base_block_checksum(buf))
         self._seq_floor = seq
-        return bytes(buf[: BASE_BLOCK_SIZE + self.store.hbins_size])
+        return BASE_BLOCK_SIZE + self.store.hbins_size
+
+    def to_bytes(self) -> bytes:
+        """The hive as a clean file: sequence numbers equal, checksum right, one bin run."""
+        end = self._finish()
+        with memoryview(self.store.buf) as view:
+            return view[:end].tobytes()
+
+    def write_to(self, write: Callable[[memoryview], None]) -> None:
+        """Hand the clean file to `write` as a view of the hive's own buffer (no copy of a
+        15 MB hive); the view is released when `write` returns."""
+        end = self._finish()
+        with memoryview(self.store.buf) as view, view[:end] as data:
+            write(data)
 
     def save(self, path: str | os.PathLike[str] | None = None) -> None:
         """Write atomically; keep PATH.reseal-orig from the first save; empty the logs beside it."""
         target = Path(path) if path is not None else self.path
         if target is None:
             raise BadInput("save: no path given and the hive was not opened from a file")
-        data = self.to_bytes()
         logs = find_logs(target) if target.exists() else []
         for original in [target, *logs]:
-            keep = original.with_name(original.name + ORIG_SUFFIX)
-            if original.exists() and not keep.exists():
-                atomic_write(keep, original.read_bytes())
-        atomic_write(target, data)
+            keep_original(original, original.with_name(original.name + ORIG_SUFFIX))
+        self.write_to(lambda data: atomic_write(target, data))
         for log in logs:
             if log.stat().st_size:
                 atomic_write(log, b"")
+
+
+def keep_original(original: Path, keep: Path) -> None:
+    """Keep the first version of `original` as `keep` (same bytes, same mode and owner).
+
+    A hard link costs nothing: the save that follows replaces `original` by a rename, so the
+    old inode lives on under the second name. Where links are not possible, a copy is made.
+    """
+    if not original.exists() or keep.exists() or keep.is_symlink():
+        return
+    try:
+        os.link(original, keep, follow_symlinks=False)
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
+            raise
+    mode = original.stat().st_mode & 0o7777
+    atomic_write(keep, original.read_bytes(), mode=mode)
 
 
 def split_path(path: str) -> list[str]:
