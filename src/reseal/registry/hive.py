@@ -41,6 +41,7 @@ from reseal.registry.format import (
     VK,
     base_block_checksum,
     encode_name,
+    lh_hash,
     now_filetime,
     sort_key,
     upcase,
@@ -210,8 +211,25 @@ class Hive:
         return [Key(self, child, key.path) for child, _hint in self._entries(key.offset)]
 
     def find_subkey(self, key: Key, name: str) -> Key | None:
+        """The subkey named `name` (case-insensitive). lh hashes pick the likely entry first,
+        so a lookup in a list of 700 services decodes one name, not 700; a hive with wrong
+        hashes is still answered right, by the full comparison that follows a miss."""
         wanted = upcase(name)
-        for child, _hint in self._entries(key.offset):
+        entries = self._entries(key.offset)
+        sublist = self._nk_u32(key.offset, NK_OFF_SUBLIST)
+        hashed = lists.hashed_leaves(self.store, sublist)
+        checked: set[int] = set()
+        if hashed:
+            wanted_hash = lh_hash(name)
+            for child, hint in entries:
+                if hint == wanted_hash and child in hashed:
+                    checked.add(child)
+                    sub = Key(self, child, key.path)
+                    if upcase(sub.name) == wanted:
+                        return sub
+        for child, _hint in entries:
+            if child in checked:
+                continue
             sub = Key(self, child, key.path)
             if upcase(sub.name) == wanted:
                 return sub

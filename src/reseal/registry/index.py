@@ -42,6 +42,8 @@ from reseal.registry.format import (
     NIL,
     NK,
     NK_SIZE,
+    SK,
+    SK_SIZE,
     U16,
     U32,
     VALUE_COMP_NAME,
@@ -113,6 +115,9 @@ class HiveIndex:
         self.big_values: set[int] = set()  # vk cells whose data is split into db segments
         self.key_count = 0
         self.value_count = 0
+        # per cell (offset // 8): 1 + the bytes of its body in use, 0 for cells the walk did not
+        # reach; true for every cell except those the writer filled since (CellStore.written)
+        self.used = array("I")
         self._built = False
 
     # ------------------------------------------------------------------ building
@@ -124,7 +129,8 @@ class HiveIndex:
         return self
 
     def _build(self) -> None:
-        """One depth-first walk from the root: every key, its values and their data cells."""
+        """One depth-first walk from the root: every key, its values and their data cells,
+        and how much of every cell it reaches is in use (for `reseal.registry.scrub`)."""
         hive = self._hive
         store = hive.store
         buf = store.buf
@@ -132,11 +138,62 @@ class HiveIndex:
         base = BASE_BLOCK_SIZE + 4
         nk_unpack = NK.unpack_from
         vk_unpack = VK.unpack_from
+        size_of = I32.unpack_from
         big_ok = hive.minor >= BIG_DATA_MIN_MINOR
+        used = array("I", [0]) * (limit // 8 + 1)
         keys: list[int] = []
         values: list[int] = []
         data: list[int] = []
         wide = self.wide_names
+
+        def body(offset: int, what: str) -> int:
+            """Body length of the allocated cell at `offset`, checked like `CellStore.cell`."""
+            if offset & 7 or not HBIN_HEADER_SIZE <= offset < limit - 8:
+                hive.corrupt(f"{what} offset outside the hive bins", offset)
+            size = size_of(buf, base - 4 + offset)[0]
+            if size >= 0 or offset - size > limit or size > -8:
+                hive.corrupt(f"{what} is not an allocated cell", offset)
+            return -size - 4
+
+        def mark(offset: int, length: int, what: str) -> None:
+            want = min(length, body(offset, what)) + 1
+            if used[offset >> 3] < want:
+                used[offset >> 3] = want
+
+        def mark_list(offset: int, parent: int) -> None:
+            length = body(offset, "subkey list")
+            pos = base + offset
+            sig = bytes(buf[pos : pos + 2])
+            count = buf[pos + 2] | buf[pos + 3] << 8
+            if sig == b"ri":
+                used[offset >> 3] = min(4 + count * 4, length) + 1
+                leaves = struct.unpack_from(f"<{min(count, (length - 4) // 4)}I", buf, pos + 4)
+                for leaf in reversed(leaves):
+                    leaf_len = body(leaf, "subkey list")
+                    if buf[base + leaf : base + leaf + 2] == b"ri":
+                        hive.corrupt("an ri list inside an ri list", leaf)
+                    mark_leaf(leaf, leaf_len, parent)
+                return
+            mark_leaf(offset, length, parent)
+
+        def mark_leaf(offset: int, length: int, parent: int) -> None:
+            pos = base + offset
+            sig = bytes(buf[pos : pos + 2])
+            count = buf[pos + 2] | buf[pos + 3] << 8
+            if sig in (b"lf", b"lh"):
+                if 4 + count * 8 > length:
+                    hive.corrupt(f"{sig.decode()} list is larger than its cell", offset)
+                children = struct.unpack_from(f"<{count * 2}I", buf, pos + 4)[::2]
+                used[offset >> 3] = 4 + count * 8 + 1
+            elif sig == b"li":
+                if 4 + count * 4 > length:
+                    hive.corrupt("li list is larger than its cell", offset)
+                children = struct.unpack_from(f"<{count}I", buf, pos + 4)
+                used[offset >> 3] = 4 + count * 4 + 1
+            else:
+                hive.corrupt(f"bad subkey list signature {sig!r} (expected li, lf or lh)", offset)
+            stack.extend((child, parent) for child in reversed(children))
+
         seen: set[int] = set()
         stack = [(hive.root_offset, NIL)]
         while stack:
@@ -144,42 +201,69 @@ class HiveIndex:
             if offset in seen:
                 hive.corrupt("key reached twice (a loop in subkey lists)", offset)
             seen.add(offset)
-            pos, length = store.cell(offset, "key")
+            length = body(offset, "key")
+            pos = base + offset
             if length < NK_SIZE or buf[pos : pos + 2] != b"nk":
                 hive.corrupt("expected a key (nk) cell", offset)
             fields = nk_unpack(buf, pos)
             keys.append(offset << 32 | parent)
+            used[offset >> 3] = min(NK_SIZE + fields[18], length) + 1
             if not fields[1] & KEY_COMP_NAME and fields[18]:
                 wide.add(offset)
+            if fields[12] != NIL and fields[19]:
+                mark(fields[12], fields[19], "class name")
             nvalues = fields[9]
             if nvalues:
-                lpos, llen = store.cell(fields[10], "value list")
+                vlist = fields[10]
+                llen = body(vlist, "value list")
                 if nvalues * 4 > llen:
-                    hive.corrupt(f"value list of {nvalues} entries is larger than its cell", fields[10])
-                for vk in struct.unpack_from(f"<{nvalues}I", buf, lpos):
-                    if vk & 7 or not 0 < vk < limit:
-                        hive.corrupt("value offset outside the hive bins", vk)
+                    hive.corrupt(f"value list of {nvalues} entries is larger than its cell", vlist)
+                used[vlist >> 3] = nvalues * 4 + 1
+                for vk in struct.unpack_from(f"<{nvalues}I", buf, base + vlist):
+                    vlen = body(vk, "value")
                     vpos = base + vk
-                    if I32.unpack_from(buf, vpos - 4)[0] >= -VK_SIZE or buf[vpos : vpos + 2] != b"vk":
+                    if vlen < VK_SIZE or buf[vpos : vpos + 2] != b"vk":
                         hive.corrupt("expected a value (vk) cell", vk)
-                    vfields = vk_unpack(buf, vpos)
+                    _sig, name_len, size, data_off, _t, flags, _s = vk_unpack(buf, vpos)
                     values.append(vk << 32 | offset)
-                    if not vfields[5] & VALUE_COMP_NAME and vfields[1]:
+                    used[vk >> 3] = min(VK_SIZE + name_len, vlen) + 1
+                    if not flags & VALUE_COMP_NAME and name_len:
                         wide.add(vk)
-                    size = vfields[2]
-                    if size and not size & 0x80000000 and vfields[3] != NIL:
-                        data_off = vfields[3]
-                        data.append(data_off << 32 | vk)
-                        if size > BIG_DATA_SEGMENT and big_ok:
-                            self._add_big(data, vk, data_off)
-            if fields[7] != NIL or fields[5]:
-                for child, _hint in reversed(lists.read_entries(store, fields[7])):
-                    stack.append((child, offset))
+                    if not size or size & 0x80000000 or data_off == NIL:
+                        continue
+                    dlen = body(data_off, "value data")
+                    data.append(data_off << 32 | vk)
+                    dpos = base + data_off
+                    if size > BIG_DATA_SEGMENT and big_ok and buf[dpos : dpos + 2] == b"db":
+                        self._add_big(data, vk, data_off)
+                        count = buf[dpos + 2] | buf[dpos + 3] << 8
+                        seglist = U32.unpack_from(buf, dpos + 4)[0]
+                        mark(data_off, 8, "big data")
+                        mark(seglist, count * 4, "big data segment list")
+                        slen = body(seglist, "big data segment list")
+                        remaining = size
+                        for segment in struct.unpack_from(f"<{min(count, slen // 4)}I", buf, base + seglist):
+                            mark(segment, min(remaining, BIG_DATA_SEGMENT), "big data segment")
+                            remaining = max(remaining - BIG_DATA_SEGMENT, 0)
+                    else:
+                        want = min(size, dlen) + 1
+                        if used[data_off >> 3] < want:
+                            used[data_off >> 3] = want
+            if fields[7] != NIL:
+                mark_list(fields[7], offset)
+            elif fields[5]:
+                hive.corrupt(f"key says {fields[5]} subkeys but has no subkey list", offset)
+        sk_start = U32.unpack_from(buf, base + hive.root_offset + 0x2C)[0]
+        if sk_start != NIL:
+            for sk in hive.security_cells.all(sk_start):
+                pos, _length = store.cell(sk, "security cell")
+                mark(sk, SK_SIZE + SK.unpack_from(buf, pos)[5], "security cell")
         self.key_count = len(keys)
         self.value_count = len(values)
         self._keys = array("Q", sorted(keys))
         self._values = array("Q", sorted(values))
         self._data = array("Q", sorted(data))
+        self.used = used
 
     def _add_big(self, data: list[int], vk: int, data_off: int) -> None:
         """A value over 16,344 bytes: its db cell, segment list and segments belong to it."""

@@ -21,6 +21,7 @@ from reseal.registry.format import (
 )
 
 HBIN_HEADER = struct.Struct("<4sIIQQI")
+SCAN_BUDGET = 64  # bins an allocation may learn before it gives up and appends a new bin
 
 
 class CellStore:
@@ -41,6 +42,8 @@ class CellStore:
         self._scan_bins()
         self._scanned = bytearray(len(self.bins))
         self._cursor = 0
+        # cells this writer filled (allocated, or rewritten in place): zero past their payload
+        self.written: set[int] = set()
 
     # ---------------------------------------------------------------- reading
     def _scan_bins(self) -> None:
@@ -173,12 +176,14 @@ class CellStore:
     def alloc(self, payload: bytes) -> int:
         """Store `payload` in a new allocated cell; returns its offset."""
         need = cell_size_for(len(payload))
+        budget = SCAN_BUDGET
         while True:
             index = bisect.bisect_left(self._sizes, need)
             if index < len(self._sizes):
                 offset = next(iter(self._by_size[self._sizes[index]]))
                 break
-            if not self._scan_more():
+            budget -= 1
+            if budget < 0 or not self._scan_more():
                 offset = self._grow(need)
                 break
         size = self._remove_free(offset)
@@ -190,6 +195,7 @@ class CellStore:
         at = BASE_BLOCK_SIZE + offset
         I32.pack_into(self.buf, at, -size)
         self.buf[at + 4 : at + size] = payload.ljust(size - 4, b"\0")
+        self.written.add(offset)
         return offset
 
     def _write_free_cell(self, offset: int, size: int) -> None:
@@ -234,6 +240,7 @@ class CellStore:
         pos, length = self.cell(offset)
         if cell_size_for(len(payload)) <= length + 4:
             self.buf[pos : pos + length] = payload.ljust(length, b"\0")
+            self.written.add(offset)
             return offset
         new_offset = self.alloc(payload)
         self.free(offset)

@@ -158,7 +158,12 @@ class HiveSet:
             if loaded is None or not loaded.changed:
                 continue
             loaded.scrubbed = scrub(loaded.hive)
-            loaded.hive.write_to(lambda data, path=loaded.path: fs.write_bytes(path, data))
+            path = loaded.path
+
+            def write(data: memoryview, path: str = path) -> None:
+                fs.write_bytes(path, data)
+
+            loaded.hive.write_to(write)
             written.append(loaded.path)
             for log in loaded.log_paths:
                 if fs.stat(log).st_size:
