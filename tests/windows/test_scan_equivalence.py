@@ -19,7 +19,11 @@ from reseal.operations.base import IdentityRequest
 from reseal.operations.windows_leftovers import Hit, _needles, scan_hives
 from reseal.pipeline.runner import RunSettings, run_generalize
 from reseal.registry import Hive
+from reseal.registry.check import check_hive
+from reseal.registry.index import LIVE_KINDS, Needle
+from reseal.registry.scrub import scrub
 from reseal.windows.hives import HiveSet, LoadedHive
+from reseal.windows.sid import Sid
 
 from .helpers import RATHBUN_NAME, RATHBUN_SID, build_real_tree
 
@@ -107,19 +111,28 @@ def test_indexed_scan_equals_reference_on_real_hives(real_tree: Path) -> None:
     assert indexed == reference
 
 
-def test_indexed_scan_equals_reference_after_edits(real_tree: Path, tmp_path: Path) -> None:
-    """After a real generalize (renamed keys, rewritten values, removed keys), from disk."""
+@pytest.fixture(scope="module")
+def generalized(real_tree: Path, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, str]]:
+    """A default generalize of a copy of the real tree; returns it and the old identities."""
     import shutil
 
-    root = tmp_path / "root"
+    base = tmp_path_factory.mktemp("generalized")
+    root = base / "root"
     shutil.copytree(real_tree, root, symlinks=True)
-    os.environ["RESEAL_STATE_DIR"] = str(tmp_path / "state")
+    os.environ["RESEAL_STATE_DIR"] = str(base / "state")
     result = run_generalize(root, RunSettings(machine="equiv", request=IdentityRequest(
-        hostname="CLONE-7", machine_sid="S-1-5-21-1111111111-222222222-333333333", seed=3)),
-        run_dir=tmp_path / "run")
+        hostname="CLONE-7", machine_sid=NEW_SID, seed=3)), run_dir=base / "run")
     old = {name: v.old for name, v in result.report.identity.items() if v.old and v.old != v.new}
-    old["new-sid"] = "S-1-5-21-1111111111-222222222-333333333"  # present everywhere now
-    old["new-name"] = "CLONE-7"
+    return root, old
+
+
+NEW_SID = "S-1-5-21-1111111111-222222222-333333333"
+
+
+def test_indexed_scan_equals_reference_after_edits(generalized: tuple[Path, dict[str, str]]) -> None:
+    """After a real generalize (renamed keys, rewritten values, removed keys), from disk."""
+    root, old = generalized
+    old = {**old, "new-sid": NEW_SID, "new-name": "CLONE-7"}  # these are everywhere now
     with open_target(root, OpenOptions()) as target:
         loaded = list(HiveSet(target.windows[0]).every_hive())
         reference = reference_scan(loaded, old)
@@ -150,3 +163,54 @@ def test_index_follows_edits_in_memory(real_tree: Path) -> None:
     assert indexed == reference == fresh_hits
     assert any(h.value == SYSTEM_B_NAME for h in indexed)
     assert any("ResealCopy" == h.value for h in indexed)
+
+
+def _hive_files(root: Path) -> list[Path]:
+    return sorted(p for p in root.rglob("*") if p.is_file() and p.name.upper() in
+                  ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT", "NTUSER.DAT"))
+
+
+def test_committed_hives_hold_no_old_sid_outside_live_data(
+        real_tree: Path, generalized: tuple[Path, dict[str, str]]) -> None:
+    """A byte search of every hive: the old SID (binary and text) and the old names occur only
+    in live data, never in free cells or slack; a hive the run wrote has nothing left to zero."""
+    root, old = generalized
+    old_sid = Sid.parse(old["machine-sid"])
+    needles = [Needle(old_sid.to_bytes()[2:]), Needle(old["machine-sid"].lower().encode("utf-16-le"), True),
+               Needle(old["machine-sid"].lower().encode(), True)]
+    for name in (old["computer-name"], old["computer-name-2"]):
+        needles += [Needle(name.lower().encode("utf-16-le"), True), Needle(name.lower().encode(), True)]
+    files = _hive_files(root)
+    assert len(files) == 7
+    written = 0
+    for path in files:
+        raw = path.read_bytes()
+        hive = Hive.open(path)
+        assert not hive.warnings, hive.warnings
+        found = hive.index().find(needles)
+        unused = [hit for hit in found if hit.kind not in LIVE_KINDS]
+        assert unused == [], (path, unused[:3])
+        assert raw.find(old_sid.to_bytes()[2:]) == -1, path  # not even in live data
+        if raw != (real_tree / path.relative_to(root)).read_bytes():  # written by the run
+            report = scrub(hive)
+            assert report[:2] == (0, 0), (path, report)
+            written += 1
+    assert written >= 5
+
+
+def test_three_readers_read_every_value_of_committed_hives(generalized: tuple[Path, dict[str, str]]) -> None:
+    import sys
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "registry"))
+    import oracles
+
+    root, _old = generalized
+    for path in _hive_files(root):
+        tree = oracles.ours(Hive.open(path))
+        assert sum(len(values) for values in tree.values()) > 0
+        assert oracles.python_registry(path) == tree, path
+        assert oracles.hivex(path) == tree, path
+        if path.stat().st_size < 3_000_000:  # regipy's value walk is quadratic on big hives
+            got = {oracles.ascii_text(k): oracles.ascii_names(v) for k, v in oracles.regipy_names(path).items()}
+            assert got == {oracles.ascii_text(k): oracles.ascii_names(set(v)) for k, v in tree.items()}, path
+        assert check_hive(Hive.open(path)) is None, path

@@ -148,12 +148,18 @@ class HiveIndex:
 
         def body(offset: int, what: str) -> int:
             """Body length of the allocated cell at `offset`, checked like `CellStore.cell`."""
-            if offset & 7 or not HBIN_HEADER_SIZE <= offset < limit - 8:
+            if offset & 7 or not HBIN_HEADER_SIZE <= offset <= limit - 8:
                 hive.corrupt(f"{what} offset outside the hive bins", offset)
             size = size_of(buf, base - 4 + offset)[0]
             if size >= 0 or offset - size > limit or size > -8:
                 hive.corrupt(f"{what} is not an allocated cell", offset)
             return -size - 4
+
+        def allocated(offset: int) -> bool:
+            if offset & 7 or not HBIN_HEADER_SIZE <= offset <= limit - 8:
+                return False
+            size = size_of(buf, base - 4 + offset)[0]
+            return size <= -8 and offset - size <= limit
 
         def mark(offset: int, length: int, what: str) -> None:
             want = min(length, body(offset, what)) + 1
@@ -229,8 +235,8 @@ class HiveIndex:
                     used[vk >> 3] = min(VK_SIZE + name_len, vlen) + 1
                     if not flags & VALUE_COMP_NAME and name_len:
                         wide.add(vk)
-                    if not size or size & 0x80000000 or data_off == NIL:
-                        continue
+                    if not size or size & 0x80000000 or not allocated(data_off):
+                        continue  # inline, empty, or a dangling offset (reading the value says so)
                     dlen = body(data_off, "value data")
                     data.append(data_off << 32 | vk)
                     dpos = base + data_off
@@ -251,8 +257,6 @@ class HiveIndex:
                             used[data_off >> 3] = want
             if fields[7] != NIL:
                 mark_list(fields[7], offset)
-            elif fields[5]:
-                hive.corrupt(f"key says {fields[5]} subkeys but has no subkey list", offset)
         sk_start = U32.unpack_from(buf, base + hive.root_offset + 0x2C)[0]
         if sk_start != NIL:
             for sk in hive.security_cells.all(sk_start):
@@ -332,7 +336,7 @@ class HiveIndex:
 
     def _is_cell(self, offset: int, sig: bytes) -> bool:
         store = self._hive.store
-        if offset & 7 or not HBIN_HEADER_SIZE <= offset < store.hbins_size - 8:
+        if offset & 7 or not HBIN_HEADER_SIZE <= offset <= store.hbins_size - 8:
             return False
         at = BASE_BLOCK_SIZE + offset
         return I32.unpack_from(store.buf, at)[0] < 0 and store.buf[at + 4 : at + 6] == sig
