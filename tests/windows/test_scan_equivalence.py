@@ -162,7 +162,7 @@ def test_index_follows_edits_in_memory(real_tree: Path) -> None:
         fresh_hits = scan_hives([LoadedHive("SYSTEM", "x", fresh, [])], old)
     assert indexed == reference == fresh_hits
     assert any(h.value == SYSTEM_B_NAME for h in indexed)
-    assert any("ResealCopy" == h.value for h in indexed)
+    assert any(h.value == "ResealCopy" for h in indexed)
 
 
 def _hive_files(root: Path) -> list[Path]:
