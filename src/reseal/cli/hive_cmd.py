@@ -8,12 +8,12 @@ from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput
-from reseal.formatting import print_json
 from reseal.registry import Hive, RegType
-from reseal.registry.check import check_hive
 from reseal.registry.nodes import Key, Value
-from reseal.registry.regfile import export, import_text
 from reseal.registry.types import ValueData, parse_type
+
+# `hive set` of one value should cost little more than reading and writing the file: modules
+# only some actions need (JSON output, .reg text, the structural check) are imported there.
 
 
 def register(subparsers: Any) -> None:
@@ -86,6 +86,8 @@ def _get(args: argparse.Namespace) -> int:
             raise BadInput(f"value {args.value!r} not found under {args.key!r}")
         record = _value_record(value)
         if args.json:
+            from reseal.formatting import print_json
+
             print_json(record)
         else:
             print(record["data"] if not isinstance(record["data"], list) else "\n".join(record["data"]))
@@ -94,6 +96,8 @@ def _get(args: argparse.Namespace) -> int:
     values = [_value_record(v) for v in key.values()]
     written = key.last_written.isoformat()
     if args.json:
+        from reseal.formatting import print_json
+
         print_json({"path": key.path, "class_name": key.class_name, "last_written": written, "subkeys": subkeys, "values": values})
     else:
         print(f"[{key.path or '<root>'}]  written {written}")
@@ -149,12 +153,16 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from reseal.registry.regfile import export
+
     hive = _open(args.hive)
     sys.stdout.write(export(hive, _key(hive, args.key)))
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
+    from reseal.registry.regfile import import_text
+
     try:
         raw = args.regfile.read_bytes()
     except OSError as exc:
@@ -167,6 +175,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from reseal.registry.check import check_hive
+
     if not args.hive.is_file():
         raise BadInput(f"hive file not found: {args.hive}")
     try:

@@ -17,6 +17,8 @@ from reseal.registry.format import (
     BIG_DATA_MIN_MINOR,
     BIG_DATA_SEGMENT,
     HBIN_ALIGN,
+    HBIN_HEADER_SIZE,
+    I32,
     KEY_COMP_NAME,
     KEY_HIVE_ENTRY,
     KEY_NO_DELETE,
@@ -39,7 +41,9 @@ from reseal.registry.format import (
     U32,
     VALUE_COMP_NAME,
     VK,
+    VK_SIZE,
     base_block_checksum,
+    decode_name,
     encode_name,
     lh_hash,
     now_filetime,
@@ -86,7 +90,13 @@ class Hive:
 
     # ------------------------------------------------------------ constructors
     @classmethod
-    def from_bytes(cls, data: bytes, logs: list[bytes] | None = None, name: str = "hive") -> Hive:
+    def from_bytes(cls, data: bytes | bytearray, logs: list[bytes] | None = None, name: str = "hive") -> Hive:
+        """A hive from its file bytes (copied: the caller's object is never changed)."""
+        return cls._adopt(bytearray(data), logs, name)
+
+    @classmethod
+    def _adopt(cls, data: bytearray, logs: list[bytes] | None, name: str) -> Hive:
+        """A hive whose buffer is `data` itself (recovery from logs makes a new one)."""
         if len(data) < 512 or data[:4] != b"regf":
             raise CorruptData(f"{name}: not a registry hive (no 'regf' signature at offset 0)")
         file_type = U32.unpack_from(data, 0x1C)[0]
@@ -95,18 +105,21 @@ class Hive:
         result = recover(data, [log for log in (logs or []) if log], name)
         seq_floor = max([U32.unpack_from(result.data, 4)[0], *(log_sequence(x) for x in logs or [])])
         recovered = result.data
-        buf = recovered if isinstance(recovered, bytearray) and recovered is not data else bytearray(recovered)
+        buf = recovered if isinstance(recovered, bytearray) else bytearray(recovered)
         return cls(buf, name, result.warnings, result.recovered, seq_floor)
 
     @classmethod
     def open(cls, path: str | os.PathLike[str]) -> Hive:
         path = Path(path)
         try:
-            data = path.read_bytes()
+            with open(path, "rb") as handle:
+                data = bytearray(os.fstat(handle.fileno()).st_size)
+                got = handle.readinto(data)  # straight into the hive's own buffer: no copy
         except OSError as exc:
             raise BadInput(f"cannot read hive {path}: {exc.strerror}") from None
+        del data[got:]
         logs = [p.read_bytes() for p in find_logs(path)]
-        hive = cls.from_bytes(data, logs, name=path.name)
+        hive = cls._adopt(data, logs, name=path.name)
         hive.path = path
         return hive
 
@@ -208,7 +221,7 @@ class Hive:
         return lists.read_entries(self.store, self._nk_u32(offset, NK_OFF_SUBLIST))
 
     def subkeys_of(self, key: Key) -> list[Key]:
-        return [Key(self, child, key.path) for child, _hint in self._entries(key.offset)]
+        return key.subkeys()
 
     def find_subkey(self, key: Key, name: str) -> Key | None:
         """The subkey named `name` (case-insensitive). lh hashes pick the likely entry first,
@@ -239,8 +252,9 @@ class Hive:
         """vk offsets of the key at `offset`, in listing order."""
         return self._value_offsets(offset)
 
-    def _value_offsets(self, offset: int) -> list[int]:
-        pos = self._nk_pos(offset)
+    def _value_offsets(self, offset: int, pos: int | None = None) -> list[int]:
+        if pos is None or self.store.buf[pos : pos + 2] != b"nk":
+            pos = self._nk_pos(offset)
         count = self.store.u32(pos + NK_OFF_NVALUES)
         if count == 0:
             return []
@@ -267,8 +281,17 @@ class Hive:
             return U32.pack(value.data_field)[:length]
         if size == 0:
             return b""
-        pos, length = self.store.cell(value.data_field, "value data")
-        buf = self.store.buf
+        store = self.store
+        buf = store.buf
+        offset = value.data_field
+        cell_size = 0
+        if not (offset & 7 or offset < HBIN_HEADER_SIZE or offset + 8 > store.hbins_size):
+            cell_size = -I32.unpack_from(buf, BASE_BLOCK_SIZE + offset)[0]
+        if cell_size < 8 or offset + cell_size > store.hbins_size:
+            store.cell(offset, "value data")  # raises the precise error
+        pos, length = BASE_BLOCK_SIZE + 4 + offset, cell_size - 4
+        if size <= length:
+            return bytes(buf[pos : pos + size])
         if size > BIG_DATA_SEGMENT and self.minor >= BIG_DATA_MIN_MINOR and buf[pos : pos + 2] == b"db":
             return self._big_data(value.data_field, pos, length, size)
         if size > length:
@@ -317,6 +340,111 @@ class Hive:
             seen.add(key.offset)
             yield key
             stack.extend(reversed(key.subkeys()))
+
+    def tree(self, start: Key | None = None) -> Iterator[tuple[str, list[tuple[str, int, bytes]]]]:
+        """Every key below and including `start` as (path, [(value name, type, raw data)]),
+        in `walk()` order: the whole hive read in one tight loop, without a Key or Value object
+        per item (a full walk of a 15 MB hive in a fraction of the object walk's time). Every
+        offset is checked as `walk()`, `Key.values()` and `Value.raw` check it; a check that
+        fails is answered by the slow path, which raises the precise CorruptData."""
+        root = start or self.root
+        parent_path: str | None = None
+        if root.offset != self.root_offset:
+            parent_path = root.path.rpartition("\\")[0]
+        try:
+            yield from self._tree(root.offset, parent_path)
+        except struct.error:
+            self.corrupt("a structure runs past the end of the hive", 0)
+
+    def _tree(self, start: int, start_parent: str | None) -> Iterator[tuple[str, list[tuple[str, int, bytes]]]]:
+        store = self.store
+        buf = store.buf
+        limit = store.hbins_size
+        base = BASE_BLOCK_SIZE + 4
+        nk_unpack = NK.unpack_from
+        vk_unpack = VK.unpack_from
+        size_of = I32.unpack_from
+        u32 = U32.unpack_from
+        big_ok = self.minor >= BIG_DATA_MIN_MINOR
+        read_entries = lists.read_entries
+        seen: set[int] = set()
+        stack: list[tuple[int, str | None]] = [(start, start_parent)]
+        pop = stack.pop
+        push = stack.append
+        while stack:
+            offset, parent = pop()
+            if offset in seen:
+                self.corrupt("key reached twice (a loop in subkey lists)", offset)
+            seen.add(offset)
+            cell = size_of(buf, base - 4 + offset)[0]
+            pos = base + offset
+            if offset & 7 or offset < HBIN_HEADER_SIZE or cell > -(4 + NK_SIZE) or offset - cell > limit \
+                    or buf[pos : pos + 2] != b"nk":
+                Key(self, offset, parent)  # raises the precise error
+            fields = nk_unpack(buf, pos)
+            name_len = fields[18]
+            if NK_SIZE + name_len > -cell - 4:
+                self.corrupt("key name runs past its cell", offset)
+            if fields[1] & KEY_COMP_NAME:
+                name = buf[pos + NK_SIZE : pos + NK_SIZE + name_len].decode("latin-1")
+            else:
+                name = decode_name(bytes(buf[pos + NK_SIZE : pos + NK_SIZE + name_len]), False)
+            path = "" if parent is None else name if parent == "" else parent + "\\" + name
+            values: list[tuple[str, int, bytes]] = []
+            nvalues = fields[9]
+            if nvalues:
+                vlist = fields[10]
+                lcell = size_of(buf, base - 4 + vlist)[0] if vlist + 4 <= limit else 0
+                if vlist & 7 or vlist < HBIN_HEADER_SIZE or lcell > -8 or vlist - lcell > limit \
+                        or nvalues * 4 > -lcell - 4:
+                    self._value_offsets(offset)  # raises the precise error
+                for vk in struct.unpack_from(f"<{nvalues}I", buf, base + vlist):
+                    vcell = size_of(buf, base - 4 + vk)[0]
+                    vpos = base + vk
+                    if vk & 7 or vk < HBIN_HEADER_SIZE or vcell > -(4 + VK_SIZE) or vk - vcell > limit:
+                        Value(self, vk)  # raises the precise error
+                    sig, vname_len, size, data_off, vtype, flags, _spare = vk_unpack(buf, vpos)
+                    if sig != b"vk" or VK_SIZE + vname_len > -vcell - 4:
+                        Value(self, vk)
+                    if flags & VALUE_COMP_NAME:
+                        vname = buf[vpos + VK_SIZE : vpos + VK_SIZE + vname_len].decode("latin-1")
+                    else:
+                        vname = decode_name(bytes(buf[vpos + VK_SIZE : vpos + VK_SIZE + vname_len]), False)
+                    if size & 0x80000000:
+                        raw = u32(buf, vpos + 8)[0].to_bytes(4, "little")[: min(size & 0x7FFFFFFF, 4)]
+                    elif not size:
+                        raw = b""
+                    else:
+                        dcell = size_of(buf, base - 4 + data_off)[0] if data_off + 4 <= limit else 0
+                        dpos = base + data_off
+                        if data_off & 7 or data_off < HBIN_HEADER_SIZE or dcell > -8 or data_off - dcell > limit \
+                                or size > -dcell - 4 or (size > BIG_DATA_SEGMENT and big_ok and buf[dpos : dpos + 2] == b"db"):
+                            raw = self.value_bytes(Value(self, vk))  # big data, or the precise error
+                        else:
+                            raw = bytes(buf[dpos : dpos + size])
+                    values.append((vname, vtype, raw))
+            yield path, values
+            sublist = fields[7]
+            if sublist == NIL:
+                continue
+            scell = size_of(buf, base - 4 + sublist)[0] if sublist + 4 <= limit else 0
+            spos = base + sublist
+            sig = buf[spos : spos + 2]
+            count = buf[spos + 2] | buf[spos + 3] << 8
+            if sublist & 7 or sublist < HBIN_HEADER_SIZE or scell > -8 or sublist - scell > limit:
+                read_entries(store, sublist)  # raises the precise error
+            if sig == b"lh" or sig == b"lf":
+                if 4 + count * 8 > -scell - 4:
+                    read_entries(store, sublist)
+                children = struct.unpack_from(f"<{count * 2}I", buf, spos + 4)[-2::-2]
+            elif sig == b"li":
+                if 4 + count * 4 > -scell - 4:
+                    read_entries(store, sublist)
+                children = struct.unpack_from(f"<{count}I", buf, spos + 4)[::-1]
+            else:
+                children = tuple(child for child, _hint in read_entries(store, sublist))[::-1]
+            for child in children:
+                push((child, path))
 
     # ------------------------------------------------------------------ security
     def security_descriptors(self) -> list[bytes]:

@@ -100,7 +100,7 @@ def _checked_logs(logs: list[bytes], name: str) -> tuple[list[_Log], list[str]]:
     return usable, problems
 
 
-def recover(data: bytes, logs: list[bytes], name: str) -> Recovery:
+def recover(data: bytes | bytearray, logs: list[bytes], name: str) -> Recovery:
     """Apply the logs to a dirty hive; a clean hive comes back as it is."""
     valid = U32.unpack_from(data, 0x1FC)[0] == base_block_checksum(data)
     seq1, seq2 = U32.unpack_from(data, 4)[0], U32.unpack_from(data, 8)[0]
@@ -122,7 +122,7 @@ def recover(data: bytes, logs: list[bytes], name: str) -> Recovery:
     )
 
 
-def _apply_old(data: bytes, log: _Log, name: str, notes: list[str]) -> Recovery:
+def _apply_old(data: bytes | bytearray, log: _Log, name: str, notes: list[str]) -> Recovery:
     raw = log.data
     label = f"{name}: log #{log.index + 1}"
     hbins_size = U32.unpack_from(raw, 0x28)[0]
@@ -233,7 +233,7 @@ def _starts_first(a: int, b: int) -> bool:
     return delta != 0 and delta <= 0x7FFFFFFF
 
 
-def _apply_new(data: bytes, valid: bool, secondary: int, logs: list[_Log], name: str, notes: list[str]) -> Recovery:
+def _apply_new(data: bytes | bytearray, valid: bool, secondary: int, logs: list[_Log], name: str, notes: list[str]) -> Recovery:
     if len(logs) > 1:
         logs = sorted(logs[:2], key=lambda lg: lg.seq)
         if not _starts_first(logs[0].seq, logs[1].seq) and logs[0].seq != logs[1].seq:
