@@ -92,11 +92,12 @@ class Hive:
     @classmethod
     def from_bytes(cls, data: bytes | bytearray, logs: list[bytes] | None = None, name: str = "hive") -> Hive:
         """A hive from its file bytes (copied: the caller's object is never changed)."""
-        return cls._adopt(bytearray(data), logs, name)
+        return cls.from_buffer(bytearray(data), logs, name)
 
     @classmethod
-    def _adopt(cls, data: bytearray, logs: list[bytes] | None, name: str) -> Hive:
-        """A hive whose buffer is `data` itself (recovery from logs makes a new one)."""
+    def from_buffer(cls, data: bytearray, logs: list[bytes] | None = None, name: str = "hive") -> Hive:
+        """A hive whose buffer is `data` itself, recovered in place when dirty: the caller
+        hands the bytearray over and must not use it afterwards (no copy of a 15 MB hive)."""
         if len(data) < 512 or data[:4] != b"regf":
             raise CorruptData(f"{name}: not a registry hive (no 'regf' signature at offset 0)")
         file_type = U32.unpack_from(data, 0x1C)[0]
@@ -119,7 +120,7 @@ class Hive:
             raise BadInput(f"cannot read hive {path}: {exc.strerror}") from None
         del data[got:]
         logs = [p.read_bytes() for p in find_logs(path)]
-        hive = cls._adopt(data, logs, name=path.name)
+        hive = cls.from_buffer(data, logs, name=path.name)
         hive.path = path
         return hive
 

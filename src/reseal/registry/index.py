@@ -65,6 +65,7 @@ OTHER_CELL = "other cell"
 LIVE_KINDS = (KEY_NAME, VALUE_NAME, VALUE_DATA)
 
 _LOW = 0xFFFFFFFF
+BIG_USED = 0xFFFF
 _CHUNK = 1 << 20  # case-insensitive search lowers the hive one chunk at a time
 
 
@@ -116,8 +117,10 @@ class HiveIndex:
         self.key_count = 0
         self.value_count = 0
         # per cell (offset // 8): 1 + the bytes of its body in use, 0 for cells the walk did not
-        # reach; true for every cell except those the writer filled since (CellStore.written)
-        self.used = array("I")
+        # reach, BIG_USED when the figure is in `used_big`; true for every cell except those the
+        # writer filled since (CellStore.written)
+        self.used = array("H")
+        self.used_big: dict[int, int] = {}
         self._built = False
 
     # ------------------------------------------------------------------ building
@@ -140,10 +143,11 @@ class HiveIndex:
         vk_unpack = VK.unpack_from
         size_of = I32.unpack_from
         big_ok = hive.minor >= BIG_DATA_MIN_MINOR
-        used = array("I", [0]) * (limit // 8 + 1)
-        keys: list[int] = []
-        values: list[int] = []
-        data: list[int] = []
+        used = array("H", [0]) * (limit // 8 + 1)
+        used_big = self.used_big
+        keys = array("Q")
+        values = array("Q")
+        data = array("Q")
         wide = self.wide_names
 
         def body(offset: int, what: str) -> int:
@@ -163,8 +167,12 @@ class HiveIndex:
 
         def mark(offset: int, length: int, what: str) -> None:
             want = min(length, body(offset, what)) + 1
-            if used[offset >> 3] < want:
-                used[offset >> 3] = want
+            slot = offset >> 3
+            if want >= BIG_USED:
+                used[slot] = BIG_USED
+                used_big[slot] = max(want, used_big.get(slot, 0))
+            elif used[slot] < want:
+                used[slot] = want
 
         def mark_list(offset: int, parent: int) -> None:
             length = body(offset, "subkey list")
@@ -172,7 +180,7 @@ class HiveIndex:
             sig = bytes(buf[pos : pos + 2])
             count = buf[pos + 2] | buf[pos + 3] << 8
             if sig == b"ri":
-                used[offset >> 3] = min(4 + count * 4, length) + 1
+                mark(offset, 4 + count * 4, "subkey list")
                 leaves = struct.unpack_from(f"<{min(count, (length - 4) // 4)}I", buf, pos + 4)
                 for leaf in reversed(leaves):
                     leaf_len = body(leaf, "subkey list")
@@ -190,12 +198,12 @@ class HiveIndex:
                 if 4 + count * 8 > length:
                     hive.corrupt(f"{sig.decode()} list is larger than its cell", offset)
                 children = struct.unpack_from(f"<{count * 2}I", buf, pos + 4)[::2]
-                used[offset >> 3] = 4 + count * 8 + 1
+                mark(offset, 4 + count * 8, "subkey list")
             elif sig == b"li":
                 if 4 + count * 4 > length:
                     hive.corrupt("li list is larger than its cell", offset)
                 children = struct.unpack_from(f"<{count}I", buf, pos + 4)
-                used[offset >> 3] = 4 + count * 4 + 1
+                mark(offset, 4 + count * 4, "subkey list")
             else:
                 hive.corrupt(f"bad subkey list signature {sig!r} (expected li, lf or lh)", offset)
             stack.extend((child, parent) for child in reversed(children))
@@ -213,7 +221,7 @@ class HiveIndex:
                 hive.corrupt("expected a key (nk) cell", offset)
             fields = nk_unpack(buf, pos)
             keys.append(offset << 32 | parent)
-            used[offset >> 3] = min(NK_SIZE + fields[18], length) + 1
+            used[offset >> 3] = min(NK_SIZE + fields[18], length) + 1  # at most 76 + 65535: fits
             if not fields[1] & KEY_COMP_NAME and fields[18]:
                 wide.add(offset)
             if fields[12] != NIL and fields[19]:
@@ -224,20 +232,27 @@ class HiveIndex:
                 llen = body(vlist, "value list")
                 if nvalues * 4 > llen:
                     hive.corrupt(f"value list of {nvalues} entries is larger than its cell", vlist)
-                used[vlist >> 3] = nvalues * 4 + 1
+                mark(vlist, nvalues * 4, "value list")
                 for vk in struct.unpack_from(f"<{nvalues}I", buf, base + vlist):
-                    vlen = body(vk, "value")
+                    # the checks of body() written out: this runs once per value of the hive
+                    vcell = size_of(buf, base - 4 + vk)[0] if vk <= limit - 8 else 0
                     vpos = base + vk
-                    if vlen < VK_SIZE or buf[vpos : vpos + 2] != b"vk":
+                    if vk & 7 or vk < HBIN_HEADER_SIZE or vcell > -(4 + VK_SIZE) or vk - vcell > limit \
+                            or buf[vpos : vpos + 2] != b"vk":
+                        body(vk, "value")
                         hive.corrupt("expected a value (vk) cell", vk)
                     _sig, name_len, size, data_off, _t, flags, _s = vk_unpack(buf, vpos)
                     values.append(vk << 32 | offset)
-                    used[vk >> 3] = min(VK_SIZE + name_len, vlen) + 1
-                    if not flags & VALUE_COMP_NAME and name_len:
+                    vlen = -vcell - 4
+                    used[vk >> 3] = (VK_SIZE + name_len if VK_SIZE + name_len < vlen else vlen) + 1
+                    if name_len and not flags & VALUE_COMP_NAME:
                         wide.add(vk)
-                    if not size or size & 0x80000000 or not allocated(data_off):
-                        continue  # inline, empty, or a dangling offset (reading the value says so)
-                    dlen = body(data_off, "value data")
+                    if not size or size & 0x80000000:
+                        continue  # inline or empty
+                    dcell = size_of(buf, base - 4 + data_off)[0] if data_off <= limit - 8 else 0
+                    if data_off & 7 or data_off < HBIN_HEADER_SIZE or dcell > -8 or data_off - dcell > limit:
+                        continue  # a dangling offset (reading the value says so)
+                    dlen = -dcell - 4
                     data.append(data_off << 32 | vk)
                     dpos = base + data_off
                     if size > BIG_DATA_SEGMENT and big_ok and buf[dpos : dpos + 2] == b"db":
@@ -252,8 +267,10 @@ class HiveIndex:
                             mark(segment, min(remaining, BIG_DATA_SEGMENT), "big data segment")
                             remaining = max(remaining - BIG_DATA_SEGMENT, 0)
                     else:
-                        want = min(size, dlen) + 1
-                        if used[data_off >> 3] < want:
+                        want = (size if size < dlen else dlen) + 1
+                        if want >= BIG_USED:
+                            mark(data_off, size, "value data")
+                        elif used[data_off >> 3] < want:
                             used[data_off >> 3] = want
             if fields[7] != NIL:
                 mark_list(fields[7], offset)
@@ -264,12 +281,15 @@ class HiveIndex:
                 mark(sk, SK_SIZE + SK.unpack_from(buf, pos)[5], "security cell")
         self.key_count = len(keys)
         self.value_count = len(values)
-        self._keys = array("Q", sorted(keys))
-        self._values = array("Q", sorted(values))
-        self._data = array("Q", sorted(data))
         self.used = used
+        # sorted one at a time: the list sorted() makes is the largest thing held here
+        self._keys = array("Q", sorted(keys))
+        del keys
+        self._values = array("Q", sorted(values))
+        del values
+        self._data = array("Q", sorted(data))
 
-    def _add_big(self, data: list[int], vk: int, data_off: int) -> None:
+    def _add_big(self, data: array | list[int], vk: int, data_off: int) -> None:  # type: ignore[type-arg]
         """A value over 16,344 bytes: its db cell, segment list and segments belong to it."""
         store = self._hive.store
         try:

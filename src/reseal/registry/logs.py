@@ -101,7 +101,8 @@ def _checked_logs(logs: list[bytes], name: str) -> tuple[list[_Log], list[str]]:
 
 
 def recover(data: bytes | bytearray, logs: list[bytes], name: str) -> Recovery:
-    """Apply the logs to a dirty hive; a clean hive comes back as it is."""
+    """Apply the logs to a dirty hive; a clean hive comes back as it is. A bytearray is
+    recovered in place (the hive's own buffer: no second copy of a 15 MB hive)."""
     valid = U32.unpack_from(data, 0x1FC)[0] == base_block_checksum(data)
     seq1, seq2 = U32.unpack_from(data, 4)[0], U32.unpack_from(data, 8)[0]
     if valid and seq1 == seq2:
@@ -143,7 +144,7 @@ def _apply_old(data: bytes | bytearray, log: _Log, name: str, notes: list[str]) 
         )
     bitmap = raw[vector_at + 4 : vector_at + 4 + bitmap_size]
     pages_at = (vector_at + 4 + bitmap_size + 511) // 512 * 512
-    out = bytearray(data)
+    out = data if isinstance(data, bytearray) else bytearray(data)  # a bytearray is recovered in place
     if len(out) < BASE_BLOCK_SIZE + hbins_size:
         out.extend(bytes(BASE_BLOCK_SIZE + hbins_size - len(out)))
     page = 0
@@ -171,7 +172,7 @@ def _apply_old(data: bytes | bytearray, log: _Log, name: str, notes: list[str]) 
 class _Entry:
     __slots__ = ("seq", "flags", "hbins_size", "pages")
 
-    def __init__(self, seq: int, flags: int, hbins_size: int, pages: list[tuple[int, bytes]]) -> None:
+    def __init__(self, seq: int, flags: int, hbins_size: int, pages: list[tuple[int, memoryview]]) -> None:
         self.seq = seq
         self.flags = flags
         self.hbins_size = hbins_size
@@ -210,14 +211,14 @@ def _entries(log: _Log, hive_size: int, log_bytes: int, name: str) -> list[_Entr
                           hive_size, log_bytes)
         refs = struct.unpack_from(f"<{count * 2}I", raw, pos + 40)
         data_at = pos + 40 + count * 8
-        pages: list[tuple[int, bytes]] = []
+        pages: list[tuple[int, memoryview]] = []
         ok = True
         for i in range(0, count * 2, 2):
             offset, length = refs[i], refs[i + 1]
             if data_at + length > pos + size or offset + length > hbins_size:
                 ok = False
                 break
-            pages.append((offset, raw[data_at : data_at + length]))
+            pages.append((offset, view[data_at : data_at + length]))  # a view: no copy of the log
             data_at += length
         if not ok:
             break
@@ -240,7 +241,7 @@ def _apply_new(data: bytes | bytearray, valid: bool, secondary: int, logs: list[
             logs.reverse()
     if not valid:
         logs = logs[-1:]  # a damaged base block: only the latest log, as Windows does
-    out = bytearray(data)
+    out = data if isinstance(data, bytearray) else bytearray(data)  # a bytearray is recovered in place
     last_seq: int | None = None
     applied_pages = 0
     used: list[_Log] = []

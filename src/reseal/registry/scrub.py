@@ -23,6 +23,7 @@ from reseal.registry.format import (
     HBIN_HEADER_SIZE,
     I32,
 )
+from reseal.registry.index import BIG_USED
 
 if TYPE_CHECKING:
     from reseal.registry.hive import Hive
@@ -36,7 +37,8 @@ class ScrubReport(NamedTuple):
 
 def scrub(hive: Hive) -> ScrubReport:
     """Zero every free cell's body and every allocated cell's unused tail (see module doc)."""
-    used = hive.index().build().used
+    index = hive.index().build()
+    used = index.used
     store = hive.store
     written = store.written
     buf = store.buf
@@ -58,6 +60,8 @@ def scrub(hive: Hive) -> ScrubReport:
                 continue
             else:
                 mark = used[pos >> 3]
+                if mark == BIG_USED:
+                    mark = index.used_big[pos >> 3]
                 if not mark:
                     unreferenced += 1
                     pos += length

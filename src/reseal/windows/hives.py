@@ -129,7 +129,7 @@ class HiveSet:
 
     def _load(self, label: str, path: str) -> LoadedHive:
         fs = self.system.fs
-        data = fs.read_bytes(path)
+        data = bytearray(fs.read_bytes(path))  # the file's bytes object is freed at once
         directory, _, base = path.rpartition("/")
         log_paths: list[str] = []
         logs: list[bytes] = []
@@ -139,7 +139,7 @@ class HiveSet:
                 log_paths.append(log)
                 logs.append(fs.read_bytes(log))
         try:
-            hive = Hive.from_bytes(data, logs=[b for b in logs if b], name=label)
+            hive = Hive.from_buffer(data, logs=[b for b in logs if b], name=label)
         except CorruptData as exc:
             raise CorruptData(f"{path}: {exc}") from exc
         for message in hive.warnings:

@@ -180,7 +180,7 @@ def candidates(hive: Hive, patterns: Sequence[TracePattern], binaries: Sequence[
         if binary:
             needles.append(Needle(binary))
             sources.append(source)
-    index = hive.index()
+    index = hive.index().build()  # once per hive and run; the edits keep it current
     found = index.find(needles) if needles else []
     by_key: dict[int, KeyCandidates] = {}
     values: dict[int, set[int]] = {}
