@@ -15,6 +15,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from reseal.errors import ResealError
 from reseal.fileio import fsync_directory
 
 
@@ -30,8 +31,11 @@ class JournalEntry:
     uid: int | None
     gid: int | None
     kind: str = "file"  # "file", "dir" (created by the run), "rmdir" (removed by the run)
+    # "symlink" (a link the run replaced or removed; old_value holds its text),
     # "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its old value)
     # or "fs-uuid" (the volume's file-system UUID was changed; path holds the file system type)
+    # or "disk-bytes" (raw disk bytes outside any file system, e.g. LVM metadata or a GPT
+    # header; path holds the byte offset on the disk, blob the old bytes)
     old_value: str | None = None  # fs-uuid: the UUID before the run; xattr: the attribute name
 
 
@@ -71,6 +75,16 @@ class Journal:
         else:
             if stat.S_ISDIR(st.st_mode):
                 return  # directories themselves are never replaced, only their files
+            if stat.S_ISLNK(st.st_mode):
+                # the link text itself: opening it would follow it, maybe out of the image
+                self._append(JournalEntry(volume, guest_path, True, None, None, st.st_uid,
+                                          st.st_gid, kind="symlink",
+                                          old_value=os.readlink(host_path)))
+                self._recorded.add(key)
+                return
+            if not stat.S_ISREG(st.st_mode):
+                raise ResealError(f"{guest_path}: a special file (device, FIFO or socket); "
+                                  "reseal changes regular files and links only")
             with open(host_path, "rb") as src:
                 blob = self._save_blob(iter(lambda: src.read(1 << 20), b""))
             entry = JournalEntry(
@@ -117,6 +131,13 @@ class Journal:
         """Before a file system gets a new UUID: undo sets `old_uuid` back."""
         self._append(JournalEntry(volume, fstype, True, None, None, None, None, kind="fs-uuid",
                                   old_value=old_uuid))
+
+    def record_disk_bytes(self, offset: int, old: bytes) -> None:
+        """Before raw disk bytes outside any file system change: undo writes `old` back."""
+        self._ensure()
+        blob = self._save_blob([old])
+        self._append(JournalEntry("disk", str(offset), True, blob, None, None, None,
+                                  kind="disk-bytes"))
 
     def _append(self, entry: JournalEntry) -> None:
         self._ensure()

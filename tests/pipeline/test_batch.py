@@ -240,18 +240,23 @@ def test_progress_bar_and_plain_lines() -> None:
 
     from reseal.pipeline.batch import MachineRecord, Progress
 
+    now = [100.0]
     stream = io.StringIO()
-    bar = Progress(2, stream, bar=True)
+    bar = Progress(3, stream, bar=True, clock=lambda: now[0])
     bar.started("a")
+    bar.started("b")
+    now[0] += 30
     bar.finished(MachineRecord("a", "ok", 1, None, "copy", 1.0, 0))
     bar.close()
     assert stream.getvalue().endswith(
-        "\r[###############...............] 1/2 done, 0 failed, 0 running \n")
+        "\r[##########....................] 1/3 done, 0 failed, 1 running, 1 pending, "
+        "2.0/min \n")
     stream = io.StringIO()
     plain = Progress(2, stream, bar=False)
     plain.started("b")
-    plain.finished(MachineRecord("b", "failed", 1, None, "copy", 2.5, 0, error="no OS"))
-    assert stream.getvalue() == "[1/2] b failed 2.5s: no OS\n"
+    plain.finished(MachineRecord("b", "failed", 1, None, "copy", 2.5, 0, error="no OS",
+                                 worker="tcp://10.0.0.7:40001"))
+    assert stream.getvalue() == "[1/2] b failed 2.5s on tcp://10.0.0.7:40001: no OS\n"
 
 
 def test_interrupted_in_place_machine_is_undone_before_it_is_redone(tmp_path: Path) -> None:

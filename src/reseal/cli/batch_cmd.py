@@ -9,8 +9,10 @@ from dataclasses import asdict
 from pathlib import Path
 
 from reseal.cli.output import print_report
+from reseal.errors import BadInput
 from reseal.formatting import format_table, print_json, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, load_answer_file, settings_from_plan
+from reseal.pipeline.answerrules import cluster_address_problem
 from reseal.pipeline.batch import (
     BatchResult,
     MachineRecord,
@@ -33,6 +35,10 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("--state-dir", type=Path,
                         help="where the batch keeps its state, records and undo journals "
                              "(default: batch.state_dir, or OUTPUT/.reseal-batch)")
+    parser.add_argument("--cluster", metavar="ADDRESS",
+                        help="run the machines on the Dask cluster whose scheduler is ADDRESS "
+                             "(tcp://HOST:8786; default: batch.cluster); needs "
+                             "reseal[cluster] and the same image store on every worker")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON line per machine, then a JSON summary line")
     parser.set_defaults(handler=run)
@@ -40,9 +46,11 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
 
 def run(args: argparse.Namespace) -> int:
     if args.jobs is not None and args.jobs < 1:
-        from reseal.errors import BadInput
-
         raise BadInput("--jobs must be at least 1")
+    if args.cluster is not None:
+        problem = cluster_address_problem(args.cluster)
+        if problem:
+            raise BadInput(f"--cluster: {problem}")
     answer = load_answer_file(args.answer_file)
     for warning in answer.warnings:
         print(f"warning: {warning}", file=sys.stderr)
@@ -57,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(record)), flush=True)
 
     result = run_batch(answer, jobs=args.jobs, state_dir=state_dir, progress=progress,
-                       on_record=emit)
+                       on_record=emit, cluster=args.cluster, on_info=progress.info)
     summary = summarize(answer, result)
     if args.json:
         print(json.dumps({"summary": summary}), flush=True)

@@ -29,5 +29,7 @@ def run(args: argparse.Namespace) -> int:
               + (f", set {result.uuids_restored} file-system UUIDs back"
                  if result.uuids_restored else "")
               + (f", restored {result.attributes_restored} file ACLs"
-                 if result.attributes_restored else ""))
+                 if result.attributes_restored else "")
+              + (f", restored {result.disk_regions_restored} disk regions (LVM metadata, "
+                 "partition table)" if result.disk_regions_restored else ""))
     return 0

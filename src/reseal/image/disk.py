@@ -32,6 +32,7 @@ from reseal.image.detect import detect_systems
 from reseal.image.fsprobe import ReadFn, probe
 from reseal.image.fstab import parse_fstab
 from reseal.image.guestfs import GuestFS
+from reseal.image.lvm import LvmLayout, scan_lvm
 from reseal.image.model import DiskLayout, LinuxSystem, Partition, Volume
 from reseal.image.partitions import read_layout
 from reseal.image.target import OpenOptions, Target
@@ -49,7 +50,12 @@ SKIPPED_TYPES = frozenset(
         "0x85",
     }
 )
-BIND_MOUNT_POINTS = ("/boot", "/boot/efi", "/efi")
+# fstab mount points bound below the root: boot files, and the trees where identity and
+# hygiene operations work (separate logical volumes in many LVM layouts)
+BIND_MOUNT_POINTS = ("/boot", "/boot/efi", "/efi", "/var", "/var/lib", "/var/log",
+                     "/var/log/audit", "/var/tmp", "/tmp", "/home")
+LVM_MEMBER = "LVM2_member"
+LV_TABLE = "lvm"
 
 
 @contextlib.contextmanager
@@ -75,7 +81,10 @@ def open_disk(path: Path, options: OpenOptions) -> Iterator[Target]:
             stream = stack.enter_context(open(raw_path, "rb"))
             size = _size_of(stream)
             target.layout = read_layout(stream, size, str(path))
-            for volume in _volumes(target.layout, stream, size):
+            volumes = _volumes(target.layout, stream, size)
+            target.lvm = _scan_lvm(stream, volumes, path)
+            volumes += _logical_volumes(target, stream)
+            for volume in volumes:
                 target.volumes.append(volume)
                 _mount(stack, target, volume, workdir, mounts)
             target.systems = detect_systems([v for v in target.volumes if v.fs is not None])
@@ -102,6 +111,40 @@ def _volumes(layout: DiskLayout, stream: BinaryIO, disk_size: int) -> list[Volum
         info = probe(_reader(stream, part.start), part.size)
         volumes.append(Volume(key=f"p{part.index}", fstype=info.fstype, label=info.label,
                               uuid=info.uuid, partition=part))
+    return volumes
+
+
+def _scan_lvm(stream: BinaryIO, volumes: list[Volume], path: Path) -> LvmLayout:
+    """Read the LVM metadata of every volume no file system claimed; mark the PVs."""
+    candidates = [(v.key, v.partition.start, v.partition.size) for v in volumes
+                  if not v.fstype and v.partition is not None]
+    layout = scan_lvm(_reader(stream, 0), candidates, str(path))
+    for pv in layout.physical_volumes:
+        for volume in volumes:
+            if volume.key == pv.volume:
+                volume.fstype, volume.uuid = LVM_MEMBER, pv.label.uuid
+    return layout
+
+
+def _logical_volumes(target: Target, stream: BinaryIO) -> list[Volume]:
+    """One volume per linear logical volume, at its byte range on the disk; the LVs reseal
+    cannot attach without device-mapper are named in the target's warnings, with the reason."""
+    assert target.lvm is not None
+    target.warnings.extend(f"LVM: {problem}" for problem in target.lvm.problems)
+    volumes = []
+    for group in target.lvm.groups:
+        if group.problem:
+            target.warnings.append(f"LVM volume group {group.name}: {group.problem}")
+        for place in group.placements:
+            if place.reason:
+                target.warnings.append(f"LVM {place.vg}/{place.lv.name}: not opened: "
+                                       f"{place.reason}")
+                continue
+            part = Partition(index=0, start=place.start, size=place.size, type_id=LV_TABLE,
+                             table=LV_TABLE, name=f"{place.vg}/{place.lv.name}")
+            info = probe(_reader(stream, place.start), place.size)
+            volumes.append(Volume(key=place.mapper_name, fstype=info.fstype, label=info.label,
+                                  uuid=info.uuid, partition=part))
     return volumes
 
 
@@ -181,7 +224,7 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
            mounts: MountTable) -> None:
     part = volume.partition
     assert part is not None and target.raw_path is not None
-    if part.type_id in SKIPPED_TYPES or volume.fstype in ("", "swap"):
+    if part.type_id in SKIPPED_TYPES or volume.fstype in ("", "swap", LVM_MEMBER):
         return
     options = target.options
     request = MountRequest(
@@ -192,7 +235,8 @@ def _mount(stack: contextlib.ExitStack, target: Target, volume: Volume, workdir:
         mountpoint=workdir / volume.key,
         writable=options.writable and not options.dry_run,
         allow_unclean_ntfs=options.allow_unclean_ntfs,
-        where=f"{target.source} partition {part.index}" if part.index else str(target.source),
+        where=(f"{target.source} LV {part.name}" if part.table == LV_TABLE else
+               f"{target.source} partition {part.index}" if part.index else str(target.source)),
         workdir=workdir,
     )
     request.mountpoint.mkdir()
@@ -259,6 +303,9 @@ def _volume_for_spec(target: Target, spec: str) -> Volume | None:
         key, value = "LABEL", spec.rsplit("/", 1)[1]
     elif spec.startswith("/dev/disk/by-partuuid/"):
         key, value = "PARTUUID", spec.rsplit("/", 1)[1]
+    logical = _logical_volume_for_spec(target, spec)
+    if logical is not None:
+        return logical
     for volume in target.volumes:
         part = volume.partition
         if key == "UUID" and volume.uuid and volume.uuid.lower() == value.lower():
@@ -268,3 +315,29 @@ def _volume_for_spec(target: Target, spec: str) -> Volume | None:
         if key == "PARTUUID" and part is not None and part.guid and part.guid == value.lower():
             return volume
     return None
+
+
+def _logical_volume_for_spec(target: Target, spec: str) -> Volume | None:
+    """/dev/mapper/VG-LV, /dev/VG/LV and the udev by-id names of a logical volume."""
+    for volume in target.volumes:
+        part = volume.partition
+        if part is None or part.table != LV_TABLE:
+            continue
+        vg, lv = part.name.split("/", 1)
+        if spec in (f"/dev/mapper/{volume.key}", f"/dev/{vg}/{lv}",
+                    f"/dev/disk/by-id/dm-name-{volume.key}"):
+            return volume
+    return None
+
+
+def rescan_lvm(target: Target) -> LvmLayout:
+    """Read the LVM metadata of the target's PVs again (after reseal rewrote it)."""
+    assert target.raw_path is not None
+    candidates = [(v.key, v.partition.start, v.partition.size) for v in target.volumes
+                  if v.fstype == LVM_MEMBER and v.partition is not None]
+    with open(target.raw_path, "rb") as stream:
+        layout = scan_lvm(_reader(stream, 0), candidates, str(target.source))
+    for pv in layout.physical_volumes:
+        target.volume(pv.volume).uuid = pv.label.uuid
+    target.lvm = layout
+    return layout

@@ -332,6 +332,20 @@ class GuestFS:
             raise UnsafePath(f"{host}: not inside the image root {self.root}")
         return "/" + rel.replace(os.sep, "/")
 
+    def restore_symlink(self, guest_path: str, link_text: str, uid: int | None,
+                        gid: int | None) -> None:
+        """Undo helper: put a link back as it was (its text is not resolved)."""
+        host = self.resolve(guest_path, follow_last=False)
+        tmp = host.parent / f".reseal-tmp-link-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(link_text, tmp)
+        if uid is not None and gid is not None:
+            with contextlib.suppress(OSError):
+                os.chown(tmp, uid, gid, follow_symlinks=False)
+        os.replace(tmp, host)
+        fsync_directory(host.parent)
+
     def restore_from_journal(self, guest_path: str, data: bytes | None, mode: int | None,
                              uid: int | None, gid: int | None) -> None:
         """Undo helper: put back old bytes (or remove a file the run created)."""

@@ -298,3 +298,53 @@ def _check_partitions(layout: DiskLayout, name: str) -> None:
                 f"{name}: partitions {before.index} and {after.index} overlap; the partition "
                 "table is inconsistent"
             )
+
+
+# ------------------------------------------------------------------------- new identity
+MBR_SIGNATURE_OFFSET = 440
+
+
+def gpt_identity_writes(stream: BinaryIO, size: int, name: str, disk_guid: str,
+                        partition_guids: dict[int, str]) -> list[tuple[int, bytes]]:
+    """(byte offset, bytes) that give a GPT disk a new disk GUID and its partitions new unique
+    GUIDs, in both headers and both entry arrays, every CRC recomputed. Backup structures come
+    first, so until the primary header is written the disk reads as before. Both headers must
+    be intact (CorruptData otherwise: repair the table first)."""
+    reader = DiskReader(stream, size, name)
+    primary = _gpt_header(reader, 1)
+    try:
+        _gpt_header(reader, primary.alternate_lba)
+    except CorruptData as exc:
+        raise CorruptData(f"{name}: backup GPT header: {exc}; repair the table first "
+                          "(sgdisk -e or gdisk's verify)") from None
+    writes: list[tuple[int, bytes]] = []
+    for lba in (primary.alternate_lba, 1):
+        header = bytearray(reader.read(lba * SECTOR, SECTOR))
+        entries_lba, count, entry_size = struct.unpack_from("<QII", header, 72)
+        table = bytearray(reader.read(entries_lba * SECTOR, count * entry_size))
+        for index, guid in partition_guids.items():
+            if not 1 <= index <= count:
+                raise CorruptData(f"{name}: GPT has no partition entry {index}")
+            pos = (index - 1) * entry_size
+            table[pos + 16:pos + 32] = uuid.UUID(guid).bytes_le
+        header[56:72] = uuid.UUID(disk_guid).bytes_le
+        struct.pack_into("<I", header, 88, zlib.crc32(bytes(table)))
+        header_size = struct.unpack_from("<I", header, 12)[0]
+        header[16:20] = bytes(4)
+        struct.pack_into("<I", header, 16, zlib.crc32(bytes(header[:header_size])))
+        writes += [(entries_lba * SECTOR, bytes(table)), (lba * SECTOR, bytes(header))]
+    return writes
+
+
+def mbr_signature_write(signature: int) -> tuple[int, bytes]:
+    return MBR_SIGNATURE_OFFSET, struct.pack("<I", signature)
+
+
+def partuuid(layout: DiskLayout, part: Partition) -> str:
+    """The PARTUUID Linux gives a partition: the GPT unique GUID, or on MBR the disk signature
+    and the partition number ("8-hex-2-hex")."""
+    if part.table == "gpt":
+        return part.guid
+    if part.table == "mbr" and layout.mbr_signature is not None:
+        return f"{layout.mbr_signature:08x}-{part.index:02x}"
+    return ""

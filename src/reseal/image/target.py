@@ -12,6 +12,7 @@ from pathlib import Path
 from reseal.errors import BadInput, ResealError
 from reseal.image.detect import detect_systems
 from reseal.image.guestfs import ChangeListener, GuestFS
+from reseal.image.lvm import LvmLayout
 from reseal.image.model import DiskLayout, LinuxSystem, System, Volume, WindowsSystem
 from reseal.journal import Journal
 
@@ -39,6 +40,7 @@ class Target:
     systems: list[System] = field(default_factory=list)
     raw_path: Path | None = None  # raw view of the whole disk while open
     warnings: list[str] = field(default_factory=list)
+    lvm: LvmLayout | None = None  # LVM physical volumes, volume groups and where each LV is
     # set by the disk opener: takes volumes offline (see `offline`)
     offline_switch: Callable[[Sequence[Volume]], AbstractContextManager[None]] | None = None
 

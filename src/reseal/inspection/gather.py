@@ -2,10 +2,16 @@
 
 from __future__ import annotations
 
+from reseal.image.lvm import SECTOR, LvmLayout
 from reseal.image.model import Volume
 from reseal.image.target import Target
 from reseal.inspection.linux import inspect_linux
-from reseal.inspection.model import InspectReport, PartitionRow
+from reseal.inspection.model import (
+    InspectReport,
+    LogicalVolumeRow,
+    PartitionRow,
+    VolumeGroupRow,
+)
 from reseal.inspection.windows import inspect_windows
 from reseal.linux.lilocheck import RawDisk
 
@@ -28,6 +34,8 @@ TYPE_NAMES = {
     "0x83": "Linux",
     "0x8e": "Linux LVM",
     "0xef": "EFI system",
+    "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
+    "lvm": "LVM logical volume",
 }
 
 
@@ -66,4 +74,26 @@ def inspect_target(target: Target) -> InspectReport:
         windows=[inspect_windows(s) for s in target.windows],
         linux=[inspect_linux(s, disk) for s in target.linux],
         warnings=list(target.warnings),
+        volume_groups=volume_group_rows(target.lvm, target.volumes),
     )
+
+
+def volume_group_rows(lvm: LvmLayout | None, volumes: list[Volume]) -> list[VolumeGroupRow]:
+    """Each volume group with its PVs and LVs; an LV reseal did not open says why."""
+    if lvm is None:
+        return []
+    opened = {v.key for v in volumes}
+    rows = []
+    for found in lvm.groups:
+        group = found.group
+        extent = group.extent_size * SECTOR
+        lvs = []
+        for place in found.placements:
+            key = place.mapper_name if place.mapper_name in opened else ""
+            lvs.append(LogicalVolumeRow(place.lv.name, place.lv.uuid, place.size,
+                                        place.lv.segment_summary(), key, place.reason))
+        rows.append(VolumeGroupRow(
+            group.name, group.uuid, group.seqno, extent,
+            {pv.volume: pv.label.uuid for pv in found.pvs.values()}, lvs, len(found.copies),
+            found.problem))
+    return rows

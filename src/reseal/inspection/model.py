@@ -78,6 +78,28 @@ class LinuxReport:
 
 
 @dataclass
+class LogicalVolumeRow:
+    name: str
+    uuid: str
+    size: int
+    layout: str  # "linear", "striped x2", "linear (2 segments)", "thin"...
+    volume: str  # the volume key it is opened as ("vgsys-root"), "" when not opened
+    note: str = ""  # why it is not opened
+
+
+@dataclass
+class VolumeGroupRow:
+    name: str
+    uuid: str
+    seqno: int
+    extent_size: int  # bytes
+    physical_volumes: dict[str, str]  # volume key holding the PV -> PV UUID
+    logical_volumes: list[LogicalVolumeRow]
+    metadata_copies: int
+    problem: str = ""
+
+
+@dataclass
 class InspectReport:
     source: str
     kind: str
@@ -88,3 +110,4 @@ class InspectReport:
     windows: list[WindowsReport]
     linux: list[LinuxReport]
     warnings: list[str]
+    volume_groups: list[VolumeGroupRow] = field(default_factory=list)

@@ -3,7 +3,13 @@
 from __future__ import annotations
 
 from reseal.formatting import format_table
-from reseal.inspection.model import InspectReport, LiloState, LinuxReport, WindowsReport
+from reseal.inspection.model import (
+    InspectReport,
+    LiloState,
+    LinuxReport,
+    VolumeGroupRow,
+    WindowsReport,
+)
 
 
 def _size(n: int) -> str:
@@ -34,6 +40,8 @@ def render_text(report: InspectReport) -> str:
             for r in report.partitions]
     lines += ["", format_table(("#", "VOL", "START", "SIZE", "TYPE", "FS", "LABEL", "UUID", "MOUNT"),
                                rows)]
+    for group in report.volume_groups:
+        lines += ["", *_volume_group(group)]
     for win in report.windows:
         lines += ["", *_windows(win)]
     for lin in report.linux:
@@ -43,6 +51,23 @@ def render_text(report: InspectReport) -> str:
     for warning in report.warnings:
         lines.append(f"warning: {warning}")
     return "\n".join(lines)
+
+
+def _volume_group(group: VolumeGroupRow) -> list[str]:
+    pvs = ", ".join(f"{volume} ({uuid})" for volume, uuid in group.physical_volumes.items())
+    lines = _block(f"LVM volume group {group.name}", [
+        ("VG UUID", group.uuid), ("seqno", group.seqno), ("extent size", _size(group.extent_size)),
+        ("metadata copies", group.metadata_copies), ("physical volumes", pvs or None),
+    ])
+    if group.problem:
+        lines.append(f"  problem: {group.problem}")
+    rows = [(lv.name, _size(lv.size), lv.layout, lv.uuid, lv.volume or "not opened")
+            for lv in group.logical_volumes]
+    if rows:
+        table = format_table(("LV", "SIZE", "LAYOUT", "LV UUID", "OPENED AS"), rows)
+        lines += ["    " + line for line in table.splitlines()]
+    lines += [f"  {lv.name} not opened: {lv.note}" for lv in group.logical_volumes if lv.note]
+    return lines
 
 
 def _windows(win: WindowsReport) -> list[str]:

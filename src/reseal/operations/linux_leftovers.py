@@ -65,7 +65,8 @@ def scan_linux_leftovers(fs: GuestFS, old_identity: dict[str, str]) -> list[Hit]
     hits: list[Hit] = []
     anywhere = {name: value for name, value in old_identity.items()
                 if value and (name in ("machine-id", "dbus-machine-id")
-                              or name.startswith(("mac:", "fs-uuid:", "connection-uuid:")))}
+                              or name.startswith(("mac:", "fs-uuid:", "connection-uuid:", "partuuid:",
+                                               "disk-guid", "lvm-")))}
     patterns = {name: re.compile(re.escape(value), re.IGNORECASE)
                 for name, value in anywhere.items()}
     hostname = old_identity.get("hostname")

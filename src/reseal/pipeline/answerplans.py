@@ -39,6 +39,7 @@ class BatchSettings:
     mode: str = "copy"
     jobs: int | None = None
     state_dir: Path | None = None
+    cluster: str | None = None  # a Dask scheduler address, tcp://HOST:PORT
 
 
 @dataclass

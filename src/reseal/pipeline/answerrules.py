@@ -95,3 +95,17 @@ def normal_mac(mac: str) -> str:
     """`52-54-00-AB-CD-EF` or `525400abcdef` as `52:54:00:ab:cd:ef`."""
     digits = re.sub(r"[:-]", "", mac).lower()
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+CLUSTER_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})")
+
+
+def cluster_address_problem(address: str) -> str | None:
+    """Why `address` is not a Dask scheduler address like tcp://sched.lab:8786, or None."""
+    match = CLUSTER_ADDRESS.fullmatch(address)
+    if match is None:
+        return (f"{address!r} is not a Dask scheduler address; write tcp://HOST:PORT "
+                "(or tls://HOST:PORT), e.g. tcp://imaging-1.lab:8786")
+    if not 1 <= int(match.group(3)) <= 65535:
+        return f"{address!r}: port {match.group(3)} is not between 1 and 65535"
+    return None

@@ -1,7 +1,8 @@
 """Generalize many machines: existing targets, or clones made from one master.
 
-Each machine runs in its own worker process (`--jobs N`); one failing machine does not stop
-the others. The batch keeps, in its state directory:
+Each machine runs in a worker process, on this host (`--jobs N`) or on the workers of a Dask
+cluster (`--cluster ADDRESS`, see `reseal.cluster`); one failing machine does not stop the
+others. Both run the same `run_machine`. The batch keeps, in its state directory:
 
 - `state.json`: per-machine status (pending, running, done, failed), replaced atomically;
 - `machines.jsonl`: one record per finished attempt, appended and fsynced before the state;
@@ -16,24 +17,20 @@ from the undo journal the interrupted attempt left.
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import fcntl
 import hashlib
 import json
-import multiprocessing
 import os
+import secrets
 import shutil
-import signal
 import sys
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
+from concurrent.futures import FIRST_COMPLETED, CancelledError, Future, wait
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
-from types import FrameType
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from reseal.errors import BadInput, Refused, ResealError
 from reseal.fileio import private_write
@@ -97,6 +94,8 @@ class MachineRecord:
     journal: str | None = None
     error: str | None = None
     finished: str = ""
+    worker: str | None = None  # the Dask worker that ran it (None: this host)
+    recovered: bool = False  # an interrupted attempt was put back first
 
 
 @dataclass
@@ -189,50 +188,10 @@ def _append_record(state_dir: Path, record: MachineRecord) -> None:
 # --- worker side ----------------------------------------------------------------------
 
 
-class WorkerTerminated(BaseException):
-    """SIGTERM in a worker (the batch ended): unwind so mounts and loops are released."""
-
-
-_busy = False  # a worker is inside run_machine
-
-
-def _on_term(signum: int, frame: FrameType | None) -> None:
-    if not _busy:
-        os._exit(143)  # idle: nothing to release
-    raise WorkerTerminated()  # busy: unwind so that mounts and loop devices are released
-
-
-def _watch_parent(parent_pid: int) -> None:
-    """Backstop for PR_SET_PDEATHSIG: notice the batch is gone and stop this worker."""
-    while os.getppid() == parent_pid:
-        time.sleep(0.5)
-    os.kill(os.getpid(), signal.SIGTERM)
-
-
-def _worker_init(parent_pid: int) -> None:
-    """Die with the batch: a killed batch must not leave workers writing to images."""
-    signal.signal(signal.SIGTERM, _on_term)
-    with contextlib.suppress(OSError, AttributeError):
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
-    if os.getppid() != parent_pid:
-        os._exit(1)
-    threading.Thread(target=_watch_parent, args=(parent_pid,), daemon=True).start()
-
-
 def run_machine(job: MachineJob) -> MachineRecord:
-    """Make the clone (if any) and generalize one machine; never raises for its failures."""
-    global _busy
-    _busy = True
-    try:
-        return _run_machine(job)
-    except WorkerTerminated:
-        os._exit(143)  # everything is unwound; the batch that wanted the result is gone
-    finally:
-        _busy = False
+    """Make the clone (if any) and generalize one machine; never raises for its failures.
 
-
-def _run_machine(job: MachineJob) -> MachineRecord:
+    Runs in a worker process (local pool or Dask worker, see `reseal.cluster`)."""
     plan = job.plan
     started = time.monotonic()
     mode = plan.clone.mode if plan.clone is not None else "in-place"
@@ -265,14 +224,15 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
     run_dir = job.state_dir / "runs" / plan.machine
     if plan.clone is not None:
         fmt = job.master_format or master_format(plan.clone.master)
-        make_clone(plan.clone, fmt)
+        make_clone(plan.clone, fmt)  # a fresh copy: whatever an attempt changed is gone
         if run_dir.exists():
+            record.recovered = True
             shutil.rmtree(run_dir)
     else:
         if plan.target is None:
             raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
                            "batch.master and batch.output)")
-        _undo_interrupted(plan.target, run_dir)
+        record.recovered = _undo_interrupted(plan.target, run_dir)
     target = plan.target_path
     assert target is not None
     record.target = str(target)
@@ -287,15 +247,20 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
     record.error = None if result.ok else report.error
 
 
-def _undo_interrupted(target: Path, run_dir: Path) -> None:
-    """Put back what an interrupted attempt changed before this attempt starts."""
+def _undo_interrupted(target: Path, run_dir: Path) -> bool:
+    """Put back what an interrupted attempt changed before this attempt starts; True when
+    there was such an attempt."""
     journal = run_dir / "journal"
+    undone = False
     if (journal / "entries.jsonl").is_file():
         from reseal.pipeline.undo import undo_run
 
         undo_run(target, journal)
+        undone = True
     if run_dir.exists():
         shutil.rmtree(run_dir)
+        undone = True
+    return undone
 
 
 def allocated_bytes_safe(path: Path) -> int:
@@ -310,15 +275,28 @@ def allocated_bytes_safe(path: Path) -> int:
 
 
 class Progress:
-    """A one-line bar on a terminal; a plain line per machine otherwise."""
+    """A one-line bar on a terminal; a plain line per machine otherwise. Both show how many
+    machines are done, failed, running and pending, and the rate in clones per minute."""
 
-    def __init__(self, total: int, stream: TextIO, *, bar: bool) -> None:
+    def __init__(self, total: int, stream: TextIO, *, bar: bool,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.total = total
         self.stream = stream
         self.bar = bar
+        self.clock = clock
+        self.started_at = clock()
         self.done = 0
         self.failed = 0
         self.running = 0
+
+    def info(self, line: str) -> None:
+        """A line about the run itself (cluster, dashboard link), above the bar."""
+        print(line, file=self.stream, flush=True)
+
+    @property
+    def per_minute(self) -> float:
+        elapsed = self.clock() - self.started_at
+        return self.done * 60 / elapsed if elapsed > 0 else 0.0
 
     def started(self, machine: str) -> None:
         self.running += 1
@@ -333,8 +311,9 @@ class Progress:
             self._draw()
         else:
             tail = f": {record.error}" if record.error else ""
+            where = f" on {record.worker}" if record.worker else ""
             print(f"[{self.done}/{self.total}] {record.machine} {record.status} "
-                  f"{record.seconds:.1f}s{tail}", file=self.stream, flush=True)
+                  f"{record.seconds:.1f}s{where}{tail}", file=self.stream, flush=True)
 
     def close(self) -> None:
         if self.bar:
@@ -344,21 +323,44 @@ class Progress:
     def _draw(self) -> None:
         width = 30
         filled = width * self.done // max(self.total, 1)
+        pending = self.total - self.done - self.running
         self.stream.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {self.done}/{self.total}"
-                          f" done, {self.failed} failed, {self.running} running ")
+                          f" done, {self.failed} failed, {self.running} running, {pending} "
+                          f"pending, {self.per_minute:.1f}/min ")
         self.stream.flush()
+
+
+class MachineExecutor(Protocol):
+    """Where machines run: `reseal.cluster.local.LocalExecutor` or `.daskcluster.DaskExecutor`."""
+
+    slots: int
+
+    def describe(self) -> list[str]: ...
+    def submit(self, job: MachineJob) -> Future[MachineRecord]: ...
+    def lost(self) -> str | None: ...
+    def abort(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class ClusterLost(ResealError):
+    """The cluster went away mid-batch; the machines it held stay pending in the state."""
 
 
 def run_batch(answer: AnswerFile, *, jobs: int | None = None, state_dir: Path | None = None,
               progress: Progress | None = None,
-              on_record: Callable[[MachineRecord], None] | None = None) -> BatchResult:
-    """Run every machine not yet done; returns the records of this run."""
+              on_record: Callable[[MachineRecord], None] | None = None,
+              cluster: str | None = None,
+              on_info: Callable[[str], None] | None = None) -> BatchResult:
+    """Run every machine not yet done, on this host or on the Dask cluster at `cluster`
+    (default: batch.cluster of the answer file); returns the records of this run."""
     state_dir = state_dir or default_state_dir(answer)
+    cluster = cluster or (answer.batch.cluster if answer.batch is not None else None)
     _check_plans(answer)
     state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     with _exclusive(state_dir / "lock", wait_seconds=0,
                     what="another `reseal batch` is running with this state directory"):
-        return _run_locked_batch(answer, jobs, state_dir, progress, on_record)
+        return _run_locked_batch(answer, jobs, state_dir, progress, on_record, cluster,
+                                 on_info)
 
 
 def _check_plans(answer: AnswerFile) -> None:
@@ -374,9 +376,36 @@ def _check_plans(answer: AnswerFile) -> None:
         raise BadInput(f"{answer.path}: batch.output must be outside the master")
 
 
+def _open_executor(answer: AnswerFile, todo: list[GeneralizePlan], jobs: int | None,
+                   state_dir: Path, cluster: str | None) -> MachineExecutor:
+    """The local pool, or a connection to the cluster whose workers passed the checks."""
+    wanted = jobs or (answer.batch.jobs if answer.batch and answer.batch.jobs else None)
+    if cluster is None:
+        from reseal.cluster.local import LocalExecutor
+
+        slots = wanted or min(os.cpu_count() or 1, 4)
+        return LocalExecutor(run_machine, max(1, min(slots, len(todo))))
+    from reseal.cluster.daskcluster import DaskExecutor
+
+    token_path = state_dir / "cluster-token"
+    token = secrets.token_hex(16)
+    private_write(token_path, token.encode())
+    readable = sorted({str(p.clone.master) for p in todo if p.clone is not None} |
+                      {str(p.target) for p in todo if p.target is not None})
+    writable = sorted({str(state_dir)} | {str(p.clone.path.parent) for p in todo
+                                          if p.clone is not None})
+    executor = DaskExecutor(cluster, run_machine, readable=readable, writable=writable,
+                            token=(str(token_path), token))
+    if wanted is not None:
+        executor.slots = max(1, min(executor.slots, wanted))
+    return executor
+
+
 def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
                       progress: Progress | None,
-                      on_record: Callable[[MachineRecord], None] | None) -> BatchResult:
+                      on_record: Callable[[MachineRecord], None] | None,
+                      cluster: str | None,
+                      on_info: Callable[[str], None] | None) -> BatchResult:
     state_path = state_dir / "state.json"
     state = BatchState.load(state_path, str(answer.path))
     _reconcile(state, state_dir)
@@ -398,76 +427,87 @@ def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
         from reseal.pipeline.clone import master_format
 
         fmt = master_format(answer.batch.master, answer.batch.master_format)
-    jobs = max(1, jobs or (answer.batch.jobs if answer.batch and answer.batch.jobs else 0)
-               or min(os.cpu_count() or 1, 4))
     records: list[MachineRecord] = []
     if not todo:
         return BatchResult(state_dir, records, skipped, len(answer.plans))
-    context = multiprocessing.get_context("spawn")
+    executor = _open_executor(answer, todo, jobs, state_dir, cluster)
+    for line in executor.describe():
+        if on_info is not None:
+            on_info(line)
     queue = list(reversed(todo))
     running: dict[Future[MachineRecord], GeneralizePlan] = {}
-    with ProcessPoolExecutor(max_workers=min(jobs, len(todo)), mp_context=context,
-                             initializer=_worker_init, initargs=(os.getpid(),)) as pool:
-        try:
-            while queue or running:
-                while queue and len(running) < jobs:
-                    plan = queue.pop()
-                    machine_state = state.machines[plan.machine]
-                    machine_state.status = RUNNING
-                    machine_state.attempts += 1
-                    machine_state.fingerprint = fingerprints[plan.machine]
-                    machine_state.started = _now()
-                    machine_state.error = None
-                    state.save(state_path)
-                    job = MachineJob(plan, state_dir, machine_state.attempts, fmt)
-                    running[pool.submit(run_machine, job)] = plan
-                    if progress is not None:
-                        progress.started(plan.machine)
-                finished, _ = wait(list(running), return_when=FIRST_COMPLETED)
-                for future in finished:
-                    plan = running.pop(future)
-                    record = _result_of(future, plan, state.machines[plan.machine].attempts)
-                    _append_record(state_dir, record)
-                    machine_state = state.machines[plan.machine]
-                    machine_state.status = DONE if record.status == "ok" else FAILED
-                    machine_state.finished = record.finished
-                    machine_state.error = record.error
-                    state.save(state_path)
-                    records.append(record)
-                    if progress is not None:
-                        progress.finished(record)
-                    if on_record is not None:
-                        on_record(record)
-        except BaseException:
-            pool.shutdown(wait=False, cancel_futures=True)
-            _stop_workers(pool)
-            raise
+    try:
+        while queue or running:
+            while queue and len(running) < executor.slots:
+                plan = queue.pop()
+                machine_state = state.machines[plan.machine]
+                machine_state.status = RUNNING
+                machine_state.attempts += 1
+                machine_state.fingerprint = fingerprints[plan.machine]
+                machine_state.started = _now()
+                machine_state.error = None
+                state.save(state_path)
+                job = MachineJob(plan, state_dir, machine_state.attempts, fmt)
+                running[executor.submit(job)] = plan
+                if progress is not None:
+                    progress.started(plan.machine)
+            finished, _ = wait(list(running), timeout=1.0, return_when=FIRST_COMPLETED)
+            lost = executor.lost()
+            for future in finished:
+                plan = running.pop(future)
+                if lost is not None and _cut_off(future):
+                    running[future] = plan  # never ran to an end: stays "running" in the state
+                    continue
+                record = _result_of(future, plan, state.machines[plan.machine].attempts)
+                _append_record(state_dir, record)
+                machine_state = state.machines[plan.machine]
+                machine_state.status = DONE if record.status == "ok" else FAILED
+                machine_state.finished = record.finished
+                machine_state.error = record.error
+                state.save(state_path)
+                records.append(record)
+                if progress is not None:
+                    progress.finished(record)
+                if on_record is not None:
+                    on_record(record)
+            if lost is not None:
+                pending = [p.machine for p in running.values()] + [p.machine for p in
+                                                                   reversed(queue)]
+                raise ClusterLost(
+                    f"{lost}: {len(pending)} machines not finished "
+                    f"({', '.join(pending[:8])}{', ...' if len(pending) > 8 else ''}); their "
+                    f"state is kept in {state_dir}: run the same `reseal batch` again, with "
+                    "or without --cluster, to finish them")
+    except BaseException:
+        executor.abort()
+        if progress is not None:
+            progress.close()
+        raise
+    executor.close()
     if progress is not None:
         progress.close()
     return BatchResult(state_dir, records, skipped, len(answer.plans))
+
+
+def _cut_off(future: Future[MachineRecord]) -> bool:
+    """The future ended because the cluster went away, not because its machine ended."""
+    if future.cancelled():
+        return True
+    error = future.exception()
+    return isinstance(error, CancelledError | OSError) or type(error).__name__ in (
+        "CommClosedError", "FutureCancelledError")
 
 
 def _result_of(future: Future[MachineRecord], plan: GeneralizePlan, attempt: int
                ) -> MachineRecord:
     try:
         return future.result()
-    except BaseException as exc:  # the worker process died (killed, out of memory, ...)
+    except BaseException as exc:  # the worker died (killed, out of memory, ...)
         mode = plan.clone.mode if plan.clone is not None else "in-place"
         target = plan.target_path
         return MachineRecord(plan.machine, "failed", attempt, str(target) if target else None,
                              mode, 0.0, 0, error=f"worker died: {type(exc).__name__}: {exc}",
                              finished=_now())
-
-
-def _stop_workers(pool: ProcessPoolExecutor) -> None:
-    """Ask workers to unwind (SIGTERM), so that they release mounts and loop devices."""
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        with contextlib.suppress(OSError, AttributeError):
-            process.terminate()
-    for process in list(processes.values()):
-        with contextlib.suppress(Exception):
-            process.join(30)
 
 
 def _reconcile(state: BatchState, state_dir: Path) -> None:

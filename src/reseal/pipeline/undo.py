@@ -9,6 +9,7 @@ from pathlib import Path
 
 from reseal.errors import BadInput, ResealError
 from reseal.image.fsuuid import UuidChange, set_fs_uuid
+from reseal.image.rawwrite import restore_disk_bytes
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal, JournalEntry, read_entries
 
@@ -20,6 +21,7 @@ class UndoResult:
     directories_removed: int
     uuids_restored: int = 0
     attributes_restored: int = 0  # e.g. NTFS ACLs
+    disk_regions_restored: int = 0  # LVM metadata, GPT headers, MBR signature
 
 
 def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
@@ -33,7 +35,11 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
         uuid_entries = [e for e in entries if e.kind == "fs-uuid"]
-        entries = [e for e in entries if e.kind != "fs-uuid"]
+        disk_entries = [e for e in entries if e.kind == "disk-bytes"]
+        entries = [e for e in entries if e.kind not in ("fs-uuid", "disk-bytes")]
+        if disk_entries and target.raw_path is None:
+            raise BadInput(f"{journal_dir}: the run changed raw disk bytes, but {target_path} "
+                           "is a directory; give the disk image the run changed")
         missing = {e.volume for e in entries} - {k for k, v in volumes.items() if v.fs}
         missing |= {e.volume for e in uuid_entries} - set(volumes)
         if missing:
@@ -53,6 +59,11 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 fs.restore_xattr(entry.path, entry.old_value, journal.blob_bytes(entry))
                 attributes += 1
                 continue
+            if entry.kind == "symlink":
+                assert entry.old_value is not None
+                fs.restore_symlink(entry.path, entry.old_value, entry.uid, entry.gid)
+                restored += 1
+                continue
             if entry.kind == "dir":
                 host = fs.resolve(entry.path, follow_last=False)
                 with contextlib.suppress(OSError):
@@ -68,7 +79,9 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 fs.restore_from_journal(entry.path, None, None, None, None)
                 removed += 1
         uuids = _restore_uuids(target, uuid_entries)
-    return UndoResult(restored, removed, dirs, uuids, attributes)
+        regions = (restore_disk_bytes(target.raw_path, journal, disk_entries)
+                   if disk_entries and target.raw_path is not None else 0)
+    return UndoResult(restored, removed, dirs, uuids, attributes, regions)
 
 
 def _restore_uuids(target: Target, entries: list[JournalEntry]) -> int:

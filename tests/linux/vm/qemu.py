@@ -18,8 +18,9 @@ from pathlib import Path
 BUILD_SCRIPT = Path(__file__).with_name("build_master.sh")
 CACHE_DIR = Path.home() / ".cache" / "reseal-tests"
 PROBE = re.compile(r"RESEAL-PROBE (\S+?)=(\S*)")
-NEEDED_TOOLS = ("debootstrap", "grub-install", "qemu-system-x86_64", "sfdisk", "partx", "losetup",
-                "mkfs.ext4")
+NEEDED_TOOLS = ("debootstrap", "grub-mkimage", "qemu-system-x86_64", "sfdisk", "partx", "losetup",
+                "mkfs.ext4", "e2fsck")
+RELEASE_WAIT = 60.0  # seconds a busy device is waited for before a test fails
 
 
 def missing_tools() -> list[str]:
@@ -48,7 +49,8 @@ def clone(master: Path, destination: Path) -> Path:
 
 @contextlib.contextmanager
 def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iterator[Path]:
-    """Attach partition 1 of `image` and mount it; everything released on exit."""
+    """Attach partition 1 of `image` and mount it; everything released on exit (a busy device
+    is waited for, bounded, then the test fails with the reason)."""
     loop = subprocess.run(["losetup", "--show", "-f", *(["-r"] if read_only else []), str(image)],
                           capture_output=True, text=True, check=True).stdout.strip()
     mounted = False
@@ -61,9 +63,50 @@ def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iter
         yield mountpoint
     finally:
         if mounted:
-            subprocess.run(["umount", str(mountpoint)], check=False)
-        subprocess.run(["partx", "-d", loop], check=False, capture_output=True)
-        subprocess.run(["losetup", "-d", loop], check=False)
+            release(["umount", str(mountpoint)], f"{loop}p1")
+        if Path(f"{loop}p1").exists():
+            release(["partx", "-d", loop], f"{loop}p1")
+        release(["losetup", "-d", loop], loop)
+
+
+def release(argv: list[str], device: str, seconds: float = RELEASE_WAIT) -> None:
+    """Run a release step (umount, partx -d, losetup -d) until it succeeds or `seconds` pass.
+
+    Another process's private mount namespace, made while `device` was mounted, holds a copy of
+    that mount and keeps the device busy until the namespace ends (another test's reseal run):
+    that is waited for. Past the bound, the failure names the step's error and the holders."""
+    deadline = time.monotonic() + seconds
+    while True:
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            return
+        if time.monotonic() >= deadline:
+            holders = mount_holders(device)
+            held = f"; mounted in the namespaces of pids {', '.join(holders)}" if holders else ""
+            raise RuntimeError(f"{' '.join(argv)} still fails after {seconds:.0f} s: "
+                               f"{(done.stderr or done.stdout).strip()}{held}")
+        time.sleep(0.5)
+
+
+def mount_holders(device: str, limit: int = 8) -> list[str]:
+    """Pids whose mount namespace has a mount of `device` (by major:minor), at most `limit`."""
+    try:
+        rdev = os.stat(device).st_rdev
+    except OSError:
+        return []
+    wanted = f" {os.major(rdev)}:{os.minor(rdev)} "
+    found: list[str] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            if wanted in (entry / "mountinfo").read_text():
+                found.append(entry.name)
+        except OSError:
+            continue
+        if len(found) >= limit:
+            break
+    return found
 
 
 @dataclass
