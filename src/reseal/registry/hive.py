@@ -7,7 +7,6 @@ import os
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import NoReturn
 
 from reseal.errors import BadInput, CorruptData
 from reseal.fileio import atomic_write
@@ -51,12 +50,17 @@ from reseal.registry.format import (
     upcase,
     utf16_length,
 )
-from reseal.registry.index import HiveIndex
 from reseal.registry.logs import LOG_SUFFIXES, log_sequence, recover
 from reseal.registry.nodes import Key, Value
 from reseal.registry.security import SecurityCells, default_descriptor
 from reseal.registry.storage import HBIN_HEADER, CellStore
 from reseal.registry.types import ValueData, encode_data
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (10 ms at start-up)
+if TYPE_CHECKING:
+    from typing import NoReturn
+
+    from reseal.registry.index import HiveIndex
 
 MAX_NAME = 255
 MAX_VALUE_NAME = 16383
@@ -161,6 +165,8 @@ class Hive:
         """The hive's ownership index (built by one walk on first use, then kept up to date by
         every edit); see `reseal.registry.index`."""
         if self._index is None:
+            from reseal.registry.index import HiveIndex  # only runs that search need it
+
             self._index = HiveIndex(self)
         return self._index
 
