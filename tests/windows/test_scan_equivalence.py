@@ -214,3 +214,40 @@ def test_three_readers_read_every_value_of_committed_hives(generalized: tuple[Pa
             got = {oracles.ascii_text(k): oracles.ascii_names(v) for k, v in oracles.regipy_names(path).items()}
             assert got == {oracles.ascii_text(k): oracles.ascii_names(set(v)) for k, v in tree.items()}, path
         assert check_hive(Hive.open(path)) is None, path
+
+
+def _plant_in_free_cell(path: Path, data: bytes) -> int:
+    """Write `data` into the body of a free cell of the hive file; returns its file offset."""
+    hive = Hive.open(path)
+    offset = next(off for off, size in sorted(hive.store.free_cells().items()) if size >= len(data) + 16)
+    at = 4096 + offset + 8
+    raw = bytearray(path.read_bytes())
+    raw[at : at + len(data)] = data
+    path.write_bytes(raw)
+    return at
+
+
+def test_stale_copy_in_a_free_cell_is_zeroed_and_verify_sees_a_new_one(real_tree: Path, tmp_path: Path) -> None:
+    """An old SID that only a free cell of an otherwise untouched hive holds: the run writes
+    that hive (zero-filled); a copy planted after the run is what verify reports."""
+    import shutil
+
+    from reseal.operations.windows_leftovers import scan_windows_leftovers
+
+    root = tmp_path / "root"
+    shutil.copytree(real_tree, root, symlinks=True)
+    default_user = root / "Users" / "Default" / "NTUSER.DAT"
+    planted = RATHBUN_SID.encode("utf-16-le")
+    _plant_in_free_cell(default_user, planted)
+    os.environ["RESEAL_STATE_DIR"] = str(tmp_path / "state")
+    result = run_generalize(root, RunSettings(machine="stale", request=IdentityRequest(
+        hostname="CLONE-8", machine_sid=NEW_SID, seed=5)), run_dir=tmp_path / "run")
+    assert planted not in default_user.read_bytes()
+    assert any("free cells and cell slack" in note for note in result.report.notes)
+    old = {"machine-sid": RATHBUN_SID}
+    with open_target(root, OpenOptions()) as target:
+        assert [h for h in scan_windows_leftovers(target.windows[0], old) if h.unused] == []
+    at = _plant_in_free_cell(default_user, planted)
+    with open_target(root, OpenOptions()) as target:
+        hits = [h for h in scan_windows_leftovers(target.windows[0], old) if h.unused]
+    assert [(h.form, h.key) for h in hits] == [("free cell", f"<free cell at file offset {at:#x}>")]

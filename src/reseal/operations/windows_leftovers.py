@@ -48,7 +48,7 @@ class Hit:
     def unused(self) -> bool:
         """A copy in a free cell or in the slack of a cell: no reader sees it, a commit of the
         hive zero-fills it."""
-        return self.form.startswith(("free cell", "cell slack"))
+        return self.form in ("free cell", "cell slack")
 
 
 @dataclass(frozen=True)
@@ -125,8 +125,8 @@ def scan_hives(hives: Iterable[LoadedHive], old_identity: dict[str, str], *,
             for source, occurrence in found.unused:
                 owner = needles[source] if source < len(needles) else binary_owner[source - len(needles)]
                 form = "free cell" if occurrence.kind == FREE_CELL else "cell slack"
-                hits.append(Hit(loaded.label, "", None, f"{form} at offset {occurrence.file_offset:#x}",
-                                owner.identity, owner.text.text))
+                place = f"<{form} at file offset {occurrence.file_offset:#x}>"  # no key holds it
+                hits.append(Hit(loaded.label, place, None, form, owner.identity, owner.text.text))
     return hits
 
 
