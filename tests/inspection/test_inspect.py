@@ -33,6 +33,7 @@ def test_windows_gpt_report(windows_gpt: SampleImage) -> None:
     assert rows[1].type_name == "EFI system" and rows[1].fstype == "vfat"
     assert rows[2].type_name == "Microsoft reserved" and not rows[2].mounted
     assert rows[3].fstype == "ntfs" and rows[3].label == "Windows"
+    assert rows[3].type_name == "Microsoft basic data"  # the standard type GUID, by name
     (win,) = report.windows
     assert win.system_root == "/Windows"
     assert win.control_set == 1
@@ -103,6 +104,7 @@ def test_missing_hives_reported_absent(images_dir: Path, win_hives: dict[str, Pa
 
 def test_linux_gpt_report(linux_gpt: SampleImage) -> None:
     report = _inspect(linux_gpt.path)
+    assert [r.type_name for r in report.partitions] == ["EFI system", "Linux filesystem"]
     (lin,) = report.linux
     facts = linux_gpt.facts
     assert lin.os_name == facts["os_name"] and lin.os_version == "12"

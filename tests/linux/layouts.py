@@ -106,7 +106,8 @@ def rhel6(root: Path) -> Layout:
     _write(root, "/etc/sysconfig/network", f"NETWORKING=yes\nHOSTNAME={MASTER_HOST}.lab.example\n")
     _write(root, "/etc/hosts", f"127.0.0.1 localhost\n10.0.0.5 {MASTER_HOST}.lab.example {MASTER_HOST}\n")
     _write(root, "/boot/grub/grub.conf",
-           "default=0\ntitle RHEL\n\troot (hd0,0)\n\tkernel /vmlinuz ro root=/dev/sda2 rhgb\n")
+           "default=0\ntitle RHEL\n\troot (hd0,0)\n\tkernel /vmlinuz ro root=/dev/sda2 rhgb\n"
+           "\tinitrd /initramfs.img\n")
     return Layout("rhel6", root)
 
 
@@ -130,7 +131,8 @@ def arch(root: Path) -> Layout:
            f"[Match]\nPermanentMACAddress={MAC}\n\n[Network]\nDHCP=yes\n\n[DHCPv4]\n"
            "DUIDRawData=00:00:ab:11:f9:2a\n")
     _write(root, "/boot/loader/entries/arch.conf",
-           "title Arch\nlinux /vmlinuz-linux\noptions root=/dev/nvme0n1p2 rw\n")
+           "title Arch\nlinux /vmlinuz-linux\ninitrd /initramfs-linux.img\n"
+           "options root=/dev/nvme0n1p2 rw\n")
     os.remove(root / "var/lib/dbus/machine-id")
     os.symlink("/etc/machine-id", root / "var/lib/dbus/machine-id")
     return Layout("arch", root)

@@ -204,7 +204,8 @@ class Install:
     descr_start: dict[str, int]  # label -> first chain sector
 
 
-def write_map(fs: LiloFs, part_start: int, *, corrupt: str | None = None) -> Install:
+def write_map(fs: LiloFs, part_start: int, *, corrupt: str | None = None,
+              command_line: str = "root=801 ro") -> Install:
     """Compute the map for a partition starting at `part_start` and write it into the map
     file's own blocks (so the file system is not touched otherwise)."""
     map_lbas = file_sectors(fs, fs.map_path, part_start)
@@ -237,7 +238,7 @@ def write_map(fs: LiloFs, part_start: int, *, corrupt: str | None = None) -> Ins
     for number, spec in enumerate(fs.kernels):
         fallback, options = here, here + 1
         sectors[fallback] = bytes(SECTOR)
-        sectors[options] = b"root=801 ro".ljust(SECTOR, b"\0")
+        sectors[options] = command_line.encode().ljust(SECTOR, b"\0")  # bsect.c: options
         here += 2
         kernel = file_sectors(fs, spec.path, part_start)
         install.kernel_lbas[spec.label] = kernel

@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 
+from reseal.image import parttypes
 from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunResult, RunSettings, run_generalize
 from reseal.pipeline.undo import undo_run
 from reseal.samples.builders import PartSpec, _fat_put, _mkfs_ext4, _mkfs_fat, _partition
 
 MIB = 1 << 20
-ESP_TYPE = "c12a7328-f81f-11d2-ba4b-00a0c93ec93b"
-LINUX_TYPE = "0fc63daf-8483-4772-8e79-3d69e47de4e4"
-SWAP_TYPE = "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f"
+ESP_TYPE = parttypes.ESP.ident
+LINUX_TYPE = parttypes.LINUX_FILESYSTEM.ident
+SWAP_TYPE = parttypes.LINUX_SWAP.ident
 PARTS = {
     "esp": PartSpec(1, 33, ESP_TYPE, "EFI system partition"),
     "root": PartSpec(34, 64, LINUX_TYPE, "root"),
@@ -38,7 +39,7 @@ PARTS = {
 }
 KEYS = {"root": "p2", "srv": "p3", "data": "p4", "swap": "p5"}
 TOOLS = ("mkfs.xfs", "mkfs.btrfs", "mkswap", "xfs_admin", "btrfstune", "swaplabel", "tune2fs",
-         "debugfs", "mtype", "xfs_repair", "btrfs")
+         "debugfs", "mtype", "xfs_repair", "btrfs", "cpio", "gzip")
 
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root for loop devices and mounts")
 
@@ -89,7 +90,30 @@ def check_file_systems(image: Path) -> None:
             assert done.returncode == 0, f"{name}: {done.stdout[-800:]}{done.stderr[-800:]}"
 
 
-def build_disk(path: Path, work: Path, extra_root_files: dict[str, str] | None = None) -> Disk:
+def make_initrd(tree: Path, files: dict[str, str]) -> bytes:
+    """An initramfs as initramfs-tools writes it: a newc archive by GNU cpio, gzip-compressed."""
+    for name, text in files.items():
+        (tree / name).parent.mkdir(parents=True, exist_ok=True)
+        (tree / name).write_text(text)
+    names = "\n".join(str(p.relative_to(tree)) for p in sorted(tree.rglob("*")))
+    archive = subprocess.run(["cpio", "-o", "-H", "newc", "--quiet"], input=names.encode(),
+                             cwd=tree, capture_output=True, check=True).stdout
+    return subprocess.run(["gzip", "-9", "-n"], input=archive, capture_output=True,
+                          check=True).stdout
+
+
+def initrd_member(image: Path, member: str) -> str:
+    """A member of the root's initrd, read by debugfs, gzip and cpio (not by reseal)."""
+    with loop(image, PARTS["root"]) as device:
+        data = subprocess.run(["debugfs", "-R", "cat /boot/initrd.img-6.1.0-test", device],
+                              capture_output=True, check=True).stdout
+    plain = subprocess.run(["gzip", "-dc"], input=data, capture_output=True, check=True).stdout
+    return subprocess.run(["cpio", "-i", "--quiet", "--to-stdout", member], input=plain,
+                          capture_output=True, check=True).stdout.decode()
+
+
+def build_disk(path: Path, work: Path, extra_root_files: dict[str, str] | None = None,
+               initrd_files: dict[str, str] | None = None) -> Disk:
     uuids = {name: str(uuid.uuid4()) for name in ("root", "srv", "data", "swap")}
     _partition(path, 536, "gpt", list(PARTS.values()))
     _mkfs_fat(path, PARTS["esp"], "5A1E0E50", "ESP")
@@ -119,6 +143,12 @@ def build_disk(path: Path, work: Path, extra_root_files: dict[str, str] | None =
         (root / name).write_text(text)
     for directory in ("boot/efi", "srv", "data"):
         (root / directory).mkdir(parents=True, exist_ok=True)
+    escaped = uuids["swap"].replace("-", "\\x2d")  # as systemd names units after devices
+    (root / "boot/initrd.img-6.1.0-test").write_bytes(make_initrd(
+        work / "initrd", {"conf/conf.d/resume": f"RESUME=UUID={uuids['swap']}\n",
+                          "scripts/init": "#!/bin/sh\n",
+                          **{name.format(swap_escaped=escaped): text
+                             for name, text in (initrd_files or {}).items()}}))
     _mkfs_ext4(path, PARTS["root"], root, "root", uuids["root"])
     for name, argv in (("srv", ["mkfs.xfs", "-q", "-f", "-m", f"uuid={uuids['srv']}"]),
                        ("data", ["mkfs.btrfs", "-q", "-f", "-U", uuids["data"]]),
@@ -170,12 +200,17 @@ def test_every_file_system_gets_a_new_uuid_and_references_follow(disk: Disk,
     assert f"resume=UUID={new['swap']}" in grub
     assert f"resume=UUID={new['swap']}" in root_file(disk.path, "/etc/default/grub")
     assert f"search.fs_uuid {new['root']} root" in esp_stub(disk.path)
+    # the initrd resumes from the new swap: no wait for the old one on every boot
+    assert initrd_member(disk.path, "conf/conf.d/resume") == f"RESUME=UUID={new['swap']}\n"
+    assert any("initrd.img-6.1.0-test: the new UUIDs written into conf/conf.d/resume" in n
+               for n in result.report.notes)
 
     undone = undo_run(disk.path, tmp_path / "run" / "journal")
     assert undone.uuids_restored == 4
     assert {name: blkid_uuid(disk.path, name) for name in disk.uuids} == disk.uuids
     assert root_file(disk.path, "/etc/fstab") == fstab_before
     assert f"search.fs_uuid {disk.uuids['root']} root" in esp_stub(disk.path)
+    assert initrd_member(disk.path, "conf/conf.d/resume") == f"RESUME=UUID={disk.uuids['swap']}\n"
     check_file_systems(disk.path)
 
 
@@ -206,3 +241,20 @@ def test_root_found_by_grub_boot_code_keeps_its_uuid(tmp_path: Path, tools: None
     fstab = root_file(pinned.path, "/etc/fstab")
     assert f"UUID={pinned.uuids['root']} / ext4" in fstab
     assert pinned.uuids["srv"] not in fstab
+
+
+def test_swap_named_by_a_unit_inside_the_initrd_keeps_its_uuid(tmp_path: Path,
+                                                               tools: None) -> None:
+    """A dracut-style unit named after the device cannot be rewritten as text: the swap
+    keeps its UUID, says why, and the rest changes."""
+    (tmp_path / "build").mkdir()
+    unit = "etc/systemd/system/dev-disk-by\\x2duuid-{swap_escaped}.swap"
+    disk = build_disk(tmp_path / "disk.img", tmp_path / "build",
+                      initrd_files={unit: "[Swap]\n"})
+    result = generalize(disk, tmp_path / "run")
+    assert result.ok
+    swap_now = blkid_uuid(disk.path, "swap")
+    assert swap_now == disk.uuids["swap"]
+    assert any("initrd.img-6.1.0-test names it in the name of" in w and swap_now in w
+               for w in result.report.warnings), result.report.warnings
+    assert blkid_uuid(disk.path, "root") != disk.uuids["root"]

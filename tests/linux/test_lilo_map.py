@@ -373,3 +373,50 @@ def test_generalize_says_when_the_installed_map_is_stale(tmp_path: Path, root_ne
         assert f"{shift} sectors" in warning and "partition moved" in warning
     else:
         assert "no longer matches" not in warning
+
+
+def _fs_uuid(path: Path, offset: int = 0) -> str:
+    return subprocess.run(["blkid", "-p", "-o", "value", "-s", "UUID", "-O", str(offset),
+                           str(path)], capture_output=True, text=True, check=True).stdout.strip()
+
+
+def test_map_command_line_is_checked_against_the_disks_uuids(tmp_path: Path,
+                                                             root_needed: None) -> None:
+    """The kernel gets the map's command line: a root=UUID= there that no file system on the
+    disk has (the clone's root got a new UUID and `lilo` did not run) is stale."""
+    fs = make_fs(tmp_path, KERNELS)
+    uuid = _fs_uuid(fs.fs_image)
+    image = tmp_path / "disk.img"
+    install = write_map(fs, START, command_line=f"ro root=UUID={uuid} quiet")
+    build_disk(image, fs, START, boot_code=first_stage(install.index_lba))
+    state = _lilo(image)
+    assert state.images[0].command_line == f"ro root=UUID={uuid} quiet"
+    assert [i.status for i in state.images] == ["current", "current"]
+
+    gone = "0d9c3b2a-1f4e-4d5c-8b7a-6f5e4d3c2b1a"
+    install = write_map(fs, START, command_line=f"ro root=UUID={gone}")
+    build_disk(image, fs, START, boot_code=first_stage(install.index_lba))
+    state = _lilo(image)
+    assert state.images[0].status.startswith("stale: ")
+    assert f"root=UUID={gone}, and no file system on this disk has that UUID" in \
+        state.images[0].status
+
+
+def test_fs_uuids_keeps_the_root_uuid_an_installed_lilo_passes(tmp_path: Path,
+                                                              root_needed: None) -> None:
+    from reseal.pipeline.runner import RunSettings, run_generalize
+
+    fs = make_fs(tmp_path, KERNELS)
+    uuid = _fs_uuid(fs.fs_image)
+    install = write_map(fs, START, command_line=f"root=UUID={uuid} ro")
+    image = tmp_path / "disk.img"
+    build_disk(image, fs, START, boot_code=first_stage(install.index_lba))
+    result = run_generalize(image, RunSettings(only=["linux-fs-uuids", "linux-bootloader"]),
+                            run_dir=tmp_path / "r")
+    assert result.ok, result.report.error
+    assert _fs_uuid(image, START * 512) == uuid
+    assert any("installed LILO" in w and uuid in w and "run lilo" in w
+               for w in result.report.warnings), result.report.warnings
+    assert "fs-uuid:p1" not in result.report.identity
+    state = _lilo(image)
+    assert [i.status for i in state.images] == ["current", "current"]

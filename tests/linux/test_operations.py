@@ -7,6 +7,7 @@ netplan, ssh-keygen for key fingerprints, stat for modes and owners.
 from __future__ import annotations
 
 import configparser
+import json
 import os
 import stat
 import subprocess
@@ -320,7 +321,11 @@ def test_networkd_udev_and_leases(tmp_path: Path) -> None:
     root = tmp_path / "root"
     BUILDERS["debian"](root)
     result = run(root, tmp_path, only=["linux-net-bindings"])
-    assert not (root / "etc/udev/rules.d/70-persistent-net.rules").exists()
+    # the name eth0 is kept for the first Ethernet device, without the master's MAC
+    rules = read(root, "/etc/udev/rules.d/70-persistent-net.rules")
+    assert MAC not in rules.lower()
+    (rule,) = [line for line in rules.splitlines() if line and not line.startswith("#")]
+    assert 'KERNEL=="eth0"' in rule and 'NAME="eth0"' in rule and 'ATTR{type}=="1"' in rule
     assert not (root / "var/lib/dhcp/dhclient.eth0.leases").exists()
     link = configparser.ConfigParser(interpolation=None)
     link.optionxform = str  # type: ignore[assignment,method-assign]
@@ -386,7 +391,8 @@ def test_lilo_root_rewritten_and_rerun_reported(tmp_path: Path) -> None:
     BUILDERS["debian"](root)
     (root / "etc/lilo.conf").write_text(
         "boot=/dev/sda\nroot=/dev/sda2\nmap=/boot/map\nimage=/boot/vmlinuz\n\tlabel=linux\n"
-        '\tappend="root=/dev/sda2 quiet"\n\tread-only\n')
+        '\tinitrd=/boot/initrd.img\n\tappend="root=/dev/sda2 quiet"\n\tread-only\n')
+    (root / "boot/map").write_bytes(b"\0" * 4096)  # `lilo` ran once: its map is there
     result = run(root, tmp_path, only=["linux-bootloader"])
     text = read(root, "/etc/lilo.conf")
     assert f'root="UUID={ROOT_UUID}"' in text and f'append="root=UUID={ROOT_UUID} quiet"' in text
@@ -411,3 +417,88 @@ def test_rsa_key_requested_is_generated_with_its_size(tmp_path: Path) -> None:
     out = subprocess.run(["ssh-keygen", "-lf", str(root / "etc/ssh/ssh_host_rsa_key.pub")],
                          capture_output=True, text=True, check=True).stdout
     assert out.startswith("3072 ") and out.rstrip().endswith("(RSA)")
+
+
+def test_lilo_never_installed_and_disk_sections_give_no_false_warnings(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    BUILDERS["debian"](root)
+    (root / "etc/lilo.conf").write_text(
+        "boot=/dev/sda\ndisk=/dev/sda\n\tbios=0x80\n\tpartition=/dev/sda1\n\t\tstart=2048\n"
+        "image=/boot/vmlinuz\n\tlabel=linux\n\tinitrd=/boot/initrd.img\n"
+        f'\troot="UUID={ROOT_UUID}"\n\tread-only\n')
+    result = run(root, tmp_path, only=["linux-bootloader"])
+    lilo_warnings = [w for w in result.report.warnings if "lilo" in w.lower()]
+    assert lilo_warnings == [], lilo_warnings
+    assert any("`lilo` never ran here" in n for n in result.report.notes)
+
+
+def test_grub_menu_entry_ids_follow_the_new_uuid() -> None:
+    from reseal.linux.bootrefs import rewrite_text
+
+    new = "0d9c3b2a-1f4e-4d5c-8b7a-6f5e4d3c2b1a"
+    cfg = (f"menuentry 'Debian' --class debian $menuentry_id_option 'gnulinux-simple-{ROOT_UUID}' {{\n"
+           f"\tlinux /vmlinuz root=UUID={ROOT_UUID} ro\n\tinitrd /initrd.img\n}}\n"
+           f"submenu 'Advanced' $menuentry_id_option 'gnulinux-advanced-{ROOT_UUID}' {{\n"
+           f"  menuentry 'x' $menuentry_id_option 'gnulinux-6.1.0-advanced-{ROOT_UUID}' {{\n"
+           f"  }}\n}}\n")
+    text, _ = rewrite_text(cfg, "grub", {ROOT_UUID: new}, {}, None, None)
+    assert ROOT_UUID not in text
+    assert f"'gnulinux-simple-{new}'" in text and f"gnulinux-6.1.0-advanced-{new}'" in text
+
+
+def test_kernel_only_entries_get_partuuid_not_uuid() -> None:
+    from reseal.linux.bootrefs import rewrite_text
+
+    devices = {"/dev/sda2": f"UUID={ROOT_UUID}"}
+    parts = {"/dev/sda2": "PARTUUID=1a2b3c4d-02"}
+    legacy = ("default=0\ntitle kernel-only\n\tkernel /vmlinuz root=/dev/sda2 ro\n"
+              "title with-initrd\n\tkernel /vmlinuz root=/dev/sda2 ro\n\tinitrd /initrd.img\n")
+    text, _ = rewrite_text(legacy, "legacy", {}, devices, f"UUID={ROOT_UUID}", None,
+                           partuuid_map=parts)
+    first, second = text.split("title with-initrd")
+    assert "root=PARTUUID=1a2b3c4d-02" in first and "root=UUID=" not in first
+    assert f"root=UUID={ROOT_UUID}" in second
+    grub = ("menuentry 'a' {\n\tlinux /vmlinuz root=/dev/sda2\n}\n"
+            "menuentry 'b' {\n\tlinux /vmlinuz root=/dev/sda2\n\tinitrd /initrd.img\n}\n")
+    text, _ = rewrite_text(grub, "grub", {}, devices, None, None, partuuid_map=parts)
+    assert text.count("root=PARTUUID=1a2b3c4d-02") == 1 and text.count("root=UUID=") == 1
+    lilo = ("boot=/dev/sda\nroot=/dev/sda2\nappend=\"quiet\"\nimage=/boot/vmlinuz\n\tlabel=a\n"
+            "\tread-only\nimage=/boot/vmlinuz-2\n\tlabel=b\n\tinitrd=/boot/initrd.img\n")
+    text, _ = rewrite_text(lilo, "lilo", {}, devices, f"UUID={ROOT_UUID}", None,
+                           partuuid_map=parts)
+    section_a = text.split("image=/boot/vmlinuz\n")[1].split("image=")[0]
+    assert 'append="root=PARTUUID=1a2b3c4d-02 quiet"' in section_a
+    assert f'root="UUID={ROOT_UUID}"' in text.split("image=")[0]  # global root, for b
+    # without a partition map (a directory target) a kernel-only entry is left as it was
+    text, _ = rewrite_text(legacy, "legacy", {}, devices, f"UUID={ROOT_UUID}", None)
+    assert "kernel /vmlinuz root=/dev/sda2 ro\ntitle" in text
+
+
+def test_networkmanager_dhcp_hostname_and_timestamps(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    BUILDERS["ubuntu"](root)
+    path = root / "etc/NetworkManager/system-connections/Wired.nmconnection"
+    path.write_text(path.read_text() + "dhcp-hostname=master\n\n[ipv6]\ndhcp-hostname=other\n")
+    (root / "var/lib/NetworkManager/timestamps").write_text(f"[timestamps]\n{NM_UUID}=1700000000\n")
+    result = run(root, tmp_path, hostname="clone-9")
+    text = path.read_text()
+    assert "dhcp-hostname=clone-9" in text and "dhcp-hostname=other" in text
+    assert not (root / "var/lib/NetworkManager/timestamps").exists()
+    assert not [w for w in result.report.warnings if "still holds" in w], result.report.warnings
+
+
+def test_random_seed_replaced_and_never_reported(tmp_path: Path) -> None:
+    root = tmp_path / "root"
+    BUILDERS["debian"](root)
+    seed = root / "var/lib/systemd/random-seed"
+    seed.parent.mkdir(parents=True)
+    old = os.urandom(512)
+    seed.write_bytes(old)
+    result = run(root, tmp_path, only=["linux-random-seed"])
+    new = seed.read_bytes()
+    assert len(new) == 512 and new != old
+    assert stat.S_IMODE(seed.stat().st_mode) == 0o600
+    report = json.dumps([vars(c) for c in result.report.changes])
+    assert old.hex()[:16] not in report and new.hex()[:16] not in report
+    undo_run(root, tmp_path / "run/journal")
+    assert seed.read_bytes() == old

@@ -27,6 +27,7 @@ COMMAND_MODULES = (
     "batch_cmd",
     "drivers_cmd",
     "hive_cmd",
+    "audit_cmd",
 )
 
 

@@ -35,21 +35,11 @@ from reseal.image.guestfs import GuestFS
 from reseal.image.lvm import LvmLayout, scan_lvm
 from reseal.image.model import DiskLayout, LinuxSystem, Partition, Volume
 from reseal.image.partitions import read_layout
+from reseal.image.parttypes import NEVER_MOUNTED
 from reseal.image.target import OpenOptions, Target
 from reseal.image.volumes import MountRequest, is_kernel_mounted, mount_kernel_fs, mount_volume
 
-# GPT types that never hold a file system worth mounting
-SKIPPED_TYPES = frozenset(
-    {
-        "e3c9e316-0b5c-4db8-817d-f92df00215ae",  # Microsoft reserved
-        "21686148-6449-6e6f-744e-656564454649",  # BIOS boot
-        "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f",  # Linux swap
-        "0x82",
-        "0x05",
-        "0x0f",
-        "0x85",
-    }
-)
+SKIPPED_TYPES = NEVER_MOUNTED  # never hold a file system worth mounting
 # fstab mount points bound below the root: boot files, and the trees where identity and
 # hygiene operations work (separate logical volumes in many LVM layouts)
 BIND_MOUNT_POINTS = ("/boot", "/boot/efi", "/efi", "/var", "/var/lib", "/var/log",

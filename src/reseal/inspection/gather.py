@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reseal.image.lvm import SECTOR, LvmLayout
 from reseal.image.model import Volume
+from reseal.image.parttypes import type_name
 from reseal.image.target import Target
 from reseal.inspection.linux import inspect_linux
 from reseal.inspection.model import (
@@ -13,30 +14,7 @@ from reseal.inspection.model import (
     VolumeGroupRow,
 )
 from reseal.inspection.windows import inspect_windows
-from reseal.linux.lilocheck import RawDisk
-
-TYPE_NAMES = {
-    "c12a7328-f81f-11d2-ba4b-00a0c93ec93b": "EFI system",
-    "e3c9e316-0b5c-4db8-817d-f92df00215ae": "Microsoft reserved",
-    "ebd0a0a2-b9e5-4433-87c0-68b6b7199c87": "Microsoft basic data",
-    "de94bba4-06d1-4d40-a16a-bfd50179d6ac": "Windows recovery",
-    "0fc63daf-8483-4772-8e79-3d69e47de4e4": "Linux filesystem",
-    "4f68bce3-e8cd-4db1-96e7-fbcaf984b709": "Linux root (x86-64)",
-    "0657fd6d-a4ab-43c4-84e5-0933c84b4f4f": "Linux swap",
-    "21686148-6449-6e6f-744e-656564454649": "BIOS boot",
-    "bc13c2ff-59e6-4262-a352-b275fd6f7172": "Linux extended boot",
-    "0x07": "NTFS/exFAT/HPFS",
-    "0x0b": "FAT32",
-    "0x0c": "FAT32 (LBA)",
-    "0x0e": "FAT16 (LBA)",
-    "0x27": "Windows recovery (hidden NTFS)",
-    "0x82": "Linux swap",
-    "0x83": "Linux",
-    "0x8e": "Linux LVM",
-    "0xef": "EFI system",
-    "e6d6d379-f507-44c2-a23c-238f2a3df928": "Linux LVM",
-    "lvm": "LVM logical volume",
-}
+from reseal.linux.lilocheck import raw_disk
 
 
 def _row(volume: Volume) -> PartitionRow:
@@ -48,7 +26,7 @@ def _row(volume: Volume) -> PartitionRow:
         start=part.start if part else 0,
         size=part.size if part else 0,
         type_id=type_id,
-        type_name=TYPE_NAMES.get(type_id, ""),
+        type_name=type_name(type_id),
         fstype=volume.fstype,
         label=volume.label,
         uuid=volume.uuid,
@@ -63,7 +41,7 @@ def _row(volume: Volume) -> PartitionRow:
 
 def inspect_target(target: Target) -> InspectReport:
     layout = target.layout
-    disk = RawDisk(target.raw_path, layout.size, layout) if target.raw_path and layout else None
+    disk = raw_disk(target)
     return InspectReport(
         source=str(target.source),
         kind=target.kind,

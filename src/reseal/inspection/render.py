@@ -97,6 +97,8 @@ def _lilo(state: LiloState) -> list[tuple[str, object]]:
                 f" ({image.kernel})"
         if image.initrd:
             line += f"; initrd {image.initrd}"
+        if image.command_line is not None:
+            line += f"; command line: {image.command_line or '(empty)'}"
         pairs.append(("LILO image", line))
     return pairs
 

@@ -100,11 +100,34 @@ def disk_device_map(target: Target) -> dict[str, str]:
     return mapping
 
 
+def disk_partuuid_map(target: Target) -> dict[str, str]:
+    """Kernel names of the first disk's partitions -> PARTUUID= (what a kernel without an
+    initrd resolves by itself): the GPT partition GUID, or for MBR the disk signature and
+    the partition number ("1a2b3c4d-02")."""
+    layout = target.layout
+    mapping: dict[str, str] = {}
+    if layout is None:
+        return mapping
+    for part in layout.partitions:
+        if part.table == "gpt" and part.guid:
+            spec = f"PARTUUID={part.guid.lower()}"
+        elif part.table == "mbr" and layout.mbr_signature:
+            spec = f"PARTUUID={layout.mbr_signature:08x}-{part.index:02x}"
+        else:
+            continue
+        for alias in devrefs.device_aliases(part.index):
+            mapping[alias] = spec
+    return mapping
+
+
 def rewrite_text(
     text: str, kind: str, uuid_map: dict[str, str], device_map: dict[str, str],
-    root_spec: str | None, resume_spec: str | None,
+    root_spec: str | None, resume_spec: str | None, *,
+    partuuid_map: dict[str, str] | None = None,
 ) -> tuple[str, list[Rewrite]]:
-    """All rewrites for one file: old UUIDs, then unstable device names."""
+    """All rewrites for one file: old UUIDs, then unstable device names. Boot entries
+    without an initrd get PARTUUID= forms (from `partuuid_map`), as GRUB's 10_linux does:
+    a kernel alone cannot find a file system by UUID; with no map they are left alone."""
     text, done = devrefs.replace_uuids(text, uuid_map)
     if kind == "fstab":
         text, more = fstab.rewrite_device_field(text, device_map, 0)
@@ -114,14 +137,91 @@ def rewrite_text(
         done += more
     else:
         if kind == "lilo":
+            if partuuid_map:
+                text, more = lilo.kernel_only_roots(text, partuuid_map)
+                done += more
             text, more = lilo.rewrite_lilo_roots(text, device_map, root_spec)
             done += more
-        text, more = devrefs.replace_kernel_devices(text, root_spec, device_map)
-        done += more
+        pieces = []
+        for piece, kernel_only in boot_entries(text, kind):
+            if kernel_only:
+                piece, more = devrefs.replace_kernel_devices(piece, None, partuuid_map or {})
+            else:
+                piece, more = devrefs.replace_kernel_devices(piece, root_spec, device_map)
+            pieces.append(piece)
+            done += more
+        text = "".join(pieces)
         if resume_spec:
             text, more = _replace_resume(text, resume_spec)
             done += more
     return text, done
+
+
+_GRUB_ENTRY = re.compile(r"^\s*menuentry\b")
+_LEGACY_TITLE = re.compile(r"^\s*title\b")
+_INITRD_LINE = re.compile(r"^\s*(initrd\w*|module\w*)\b")
+
+
+def boot_entries(text: str, kind: str) -> list[tuple[str, bool]]:
+    """The text cut into (piece, is a boot entry without an initrd); joined, the pieces are
+    the text again. GRUB 2: menuentry blocks; GRUB legacy: title sections; a systemd-boot
+    entry: the whole file. Other kinds are one piece."""
+    lines = text.splitlines(keepends=True)
+    if kind == "loader":
+        return [(text, not any(_INITRD_LINE.match(line) for line in lines))]
+    if kind == "legacy":
+        starts = [n for n, line in enumerate(lines) if _LEGACY_TITLE.match(line)]
+        bounds = [(start, starts[i + 1] if i + 1 < len(starts) else len(lines))
+                  for i, start in enumerate(starts)]
+    elif kind == "grub":
+        bounds = _grub_blocks(lines)
+    else:
+        return [(text, False)]
+    pieces: list[tuple[str, bool]] = []
+    at = 0
+    for start, end in bounds:
+        if start > at:
+            pieces.append(("".join(lines[at:start]), False))
+        block = lines[start:end]
+        pieces.append(("".join(block), not any(_INITRD_LINE.match(line) for line in block)))
+        at = end
+    if at < len(lines):
+        pieces.append(("".join(lines[at:]), False))
+    return pieces
+
+
+def _grub_blocks(lines: list[str]) -> list[tuple[int, int]]:
+    """Line spans of menuentry blocks (braces counted outside quotes and comments)."""
+    blocks = []
+    n = 0
+    while n < len(lines):
+        if not _GRUB_ENTRY.match(lines[n]):
+            n += 1
+            continue
+        depth, end = 0, n
+        for end in range(n, len(lines)):
+            depth += _brace_delta(lines[end])
+            if depth <= 0 and end > n or depth <= 0 and "{" in lines[end]:
+                break
+        blocks.append((n, end + 1))
+        n = end + 1
+    return blocks
+
+
+def _brace_delta(line: str) -> int:
+    delta, quote = 0, ""
+    for char in line:
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "'\"":
+            quote = char
+        elif char == "#":
+            break
+        elif char == "{":
+            delta += 1
+        elif char == "}":
+            delta -= 1
+    return delta
 
 
 _RESUME_PARAM = re.compile(r"(?<![\w.-])(resume|RESUME)=(/dev/[^\s\"':]+)")

@@ -17,7 +17,8 @@ PARTITION_DEVICE = re.compile(
     r"/dev/(?:(?:sd|hd|vd|xvd)[a-z]+(\d+)|nvme\d+n\d+p(\d+)|mmcblk\d+p(\d+))(?![\w/])"
 )
 _UUID_TEXT = r"[0-9A-Fa-f]{8}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}-[0-9A-Fa-f]{12}|[0-9A-Fa-f]{4}-[0-9A-Fa-f]{4}"
-UUID_TOKEN = re.compile(rf"(?<![0-9A-Za-z-])(?:{_UUID_TEXT})(?![0-9A-Za-z-])")
+# A "-" may come before (GRUB's menu-entry ids: gnulinux-simple-<uuid>), not after.
+UUID_TOKEN = re.compile(rf"(?<![0-9A-Za-z])(?:{_UUID_TEXT})(?![0-9A-Za-z-])")
 KERNEL_DEVICE_PARAM = re.compile(
     r"(?<![\w.-])(root|resume|real_root|cryptdevice)=(/dev/[^\s\"':]+)"
 )

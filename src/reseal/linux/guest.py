@@ -21,12 +21,14 @@ WRITTEN_FILES = (
     "/etc/fstab", "/etc/crypttab", "/etc/default/grub", "/etc/lilo.conf",
     "/boot/grub/grub.cfg", "/boot/grub2/grub.cfg", "/boot/grub/menu.lst", "/boot/grub/grub.conf",
     "/etc/initramfs-tools/conf.d/resume", "/etc/kernel/cmdline",
+    "/var/lib/systemd/random-seed", "/boot/efi/loader/random-seed", "/efi/loader/random-seed",
+    "/boot/loader/random-seed",
 )
 WRITTEN_DIRS = (
     "/etc/ssh", "/etc/NetworkManager/system-connections", "/etc/netplan",
     "/etc/sysconfig/network-scripts", "/etc/sysconfig/network", "/etc/systemd/network",
     "/var/lib/NetworkManager", "/var/lib/dhcp", "/var/lib/dhclient", "/var/lib/dhcpcd",
-    "/boot/loader/entries", "/boot/efi/EFI",
+    "/boot/loader/entries", "/boot/efi/EFI", "/boot",
 )
 def os_release(fs: GuestFS) -> OSRelease:
     for path in ("/etc/os-release", "/usr/lib/os-release"):

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from reseal.errors import ResealError
 from reseal.image.model import DiskLayout, LinuxSystem, Volume
+from reseal.image.target import Target
 from reseal.linux import lilomap
 from reseal.linux.devrefs import partition_number
 from reseal.linux.lilo import LiloImage, LiloSections, parse_lilo_sections
@@ -37,6 +38,7 @@ FIEMAP_BATCH = 256
 MAX_FIEMAP_CALLS = 4096
 MAX_MAP_FILE = 16 << 20  # a map of a few dozen kernels is well under 1 MiB
 WHOLE_DISK = re.compile(r"/dev/(?:(?:sd|hd|vd|xvd)[a-z]+|nvme\d+n\d+|mmcblk\d+)")
+_UUID_ARGUMENT = re.compile(r"(?:^|\s)([\w.]+)=UUID=([0-9A-Fa-f-]{9,36})(?=\s|$)")
 
 
 @dataclass
@@ -46,6 +48,7 @@ class LiloImageState:
     status: str  # "current", "stale: <why>", "cannot verify: <why>"
     sectors: int = 0  # kernel sectors the map lists
     initrd: str | None = None  # the initrd's status, when the image has one
+    command_line: str | None = None  # what the map passes to the kernel (its options sector)
 
 
 @dataclass
@@ -57,6 +60,22 @@ class LiloState:
     version: str | None = None  # "24.2", from the boot sector
     images: list[LiloImageState] = field(default_factory=list)
 
+    @property
+    def installed(self) -> bool:
+        """A LILO boot sector is where lilo.conf says, with its map beside it: what the
+        machine boots through (a "cannot verify" counts, since it may well be)."""
+        return not (self.boot_status.startswith("stale: boot sector has no LILO")
+                    or "LILO is not installed here" in self.boot_status)
+
+    def command_line_uuids(self) -> dict[str, str]:
+        """UUID (lower case) -> the image whose map command line names it (root=UUID=,
+        resume=UUID=, ...): what the kernel gets from the map, whatever lilo.conf says now."""
+        found: dict[str, str] = {}
+        for image in self.images:
+            for match in _UUID_ARGUMENT.finditer(image.command_line or ""):
+                found.setdefault(match.group(2).lower(), image.label)
+        return found
+
 
 @dataclass(frozen=True)
 class RawDisk:
@@ -65,6 +84,15 @@ class RawDisk:
     path: Path
     size: int
     layout: DiskLayout | None
+    fs_uuids: frozenset[str] = frozenset()  # every file system's UUID found on it, lower case
+
+
+def raw_disk(target: Target) -> RawDisk | None:
+    """The target's whole disk with its file systems' UUIDs, or None (a directory target)."""
+    if target.raw_path is None or target.layout is None:
+        return None
+    uuids = frozenset(v.uuid.lower() for v in target.volumes if v.uuid)
+    return RawDisk(target.raw_path, target.layout.size, target.layout, uuids)
 
 
 class _Unverifiable(Exception):
@@ -169,9 +197,34 @@ def _check(system: LinuxSystem, sections: LiloSections, disk: RawDisk, read: Rea
             by_name[image.alias] = image
     zero_lba = _lba_of(map_file, table.sectors + 1)
     for descriptor in table.images:
-        state.images.append(_image_state(ctx, descriptor, by_name.get(descriptor.name),
-                                         system, zero_lba, sections.map))
+        image_state = _image_state(ctx, descriptor, by_name.get(descriptor.name), system,
+                                   zero_lba, sections.map)
+        _check_command_line(image_state, by_name.get(descriptor.name), disk)
+        state.images.append(image_state)
     return state
+
+
+def _check_command_line(state: LiloImageState, image: LiloImage | None, disk: RawDisk) -> None:
+    """The kernel gets the map's command line, not lilo.conf's: a root=UUID= there that no
+    file system on this disk has, or that lilo.conf no longer names, makes the map stale."""
+    line = state.command_line
+    if line is None or state.status.startswith(("stale", "cannot verify")):
+        return
+    problems = []
+    for match in _UUID_ARGUMENT.finditer(line):
+        key, value = match.group(1), match.group(2).lower()
+        if disk.fs_uuids and value not in disk.fs_uuids:
+            problems.append(f"its command line passes {key}=UUID={value}, and no file system "
+                            "on this disk has that UUID")
+    conf_root = (image.root or "") if image else ""
+    map_root = next((m.group(2).lower() for m in _UUID_ARGUMENT.finditer(line)
+                     if m.group(1) == "root"), None)
+    if conf_root.upper().startswith("UUID=") and map_root and \
+            conf_root[5:].lower() != map_root:
+        problems.append(f"lilo.conf says root={conf_root}, the map still passes "
+                        f"root=UUID={map_root}")
+    if problems:
+        state.status = f"stale: {'; '.join(problems)} (run lilo)"
 
 
 def _lba_of(placed: _PlacedFile, sector: int) -> int | None:
@@ -270,6 +323,8 @@ def _image_state(ctx: _Context, descriptor: lilomap.ImageDescriptor, image: Lilo
         return state
     listed = section.sectors()
     state.sectors = max(0, len(listed) - 2)
+    if len(listed) >= 2:
+        state.command_line = _command_line(ctx, listed[1])
     if image is None:
         state.status = f"cannot verify: no image= section in lilo.conf is labelled {descriptor.name}"
         return state
@@ -282,6 +337,14 @@ def _image_state(ctx: _Context, descriptor: lilomap.ImageDescriptor, image: Lilo
             state.initrd = status if initrd is None else _compare(
                 ctx, system, image.initrd, initrd.sectors(), zero_lba, "initrd")
     return state
+
+
+def _command_line(ctx: _Context, lba: int) -> str | None:
+    """The options sector: the kernel command line `lilo` built (NUL-terminated text)."""
+    if not 0 <= lba < ctx.disk_sectors:
+        return None
+    raw = ctx.read(lba * SECTOR, SECTOR).split(b"\0", 1)[0]
+    return raw.decode("latin-1")
 
 
 def _section(ctx: _Context, start: bytes, what: str,

@@ -87,6 +87,27 @@ class _NMHandler(IniHandler):
         return None
 
 
+class _NMHostnameHandler(IniHandler):
+    def __init__(self, old: str, new: str) -> None:
+        self.old = old.lower()
+        self.new = new
+
+    def __call__(self, section: str, key: str, value: str) -> IniResult:
+        if section not in ("ipv4", "ipv6") or key != "dhcp-hostname" or not value:
+            return None
+        short_old = self.old.split(".", 1)[0]
+        if value.lower() not in (self.old, short_old):
+            return None
+        # the DHCP name follows the form the master used: short or fully qualified
+        new = self.new if "." in value or "." not in self.new else self.new.split(".", 1)[0]
+        return f"dhcp-hostname={new}", NetEdit(f"[{section}] dhcp-hostname", value, new)
+
+
+def set_nm_dhcp_hostname(text: str, old: str, new: str) -> tuple[str, list[NetEdit]]:
+    """NetworkManager keyfile: a dhcp-hostname= naming the master names the clone instead."""
+    return _ini_edit(text, _NMHostnameHandler(old, new))
+
+
 def edit_nm_keyfile(text: str, new_uuid: str, new_mac: str | None) -> tuple[str, list[NetEdit]]:
     """NetworkManager keyfile: new connection uuid; MAC binding moved or dropped."""
     return _ini_edit(text, _NMHandler(new_uuid, new_mac))
@@ -195,6 +216,56 @@ def udev_rule_macs(text: str) -> list[str]:
         for match in re.finditer(r"ATTRS?\{address\}\s*==\s*\"(" + MAC_TEXT + ")\"", line):
             found.append(match.group(1))
     return found
+
+
+_UDEV_NAME = re.compile(r"\bNAME\s*:?=\s*\"([^\"]+)\"")
+_UDEV_MAC = re.compile(r"ATTRS?\{address\}\s*==\s*\"(" + MAC_TEXT + ")\"")
+KERNEL_NAME = re.compile(r"eth(\d+)")
+NAME_RULES_HEADER = ("# Interface names kept by reseal for this clone, without the MAC matches of\n"
+                     "# the machine it was cloned from: the first Ethernet device the kernel finds\n"
+                     "# gets the first name, and so on, so configuration naming them\n"
+                     "# (/etc/network/interfaces, ifcfg, NetworkManager) still applies.\n")
+
+
+@dataclass(frozen=True)
+class NamedNic:
+    mac: str
+    name: str
+
+
+def udev_named_nics(text: str) -> list[NamedNic]:
+    """The MAC -> interface name pairs of persistent-net rules, in file order."""
+    found = []
+    for line in text.splitlines():
+        if line.lstrip().startswith("#"):
+            continue
+        mac, name = _UDEV_MAC.search(line), _UDEV_NAME.search(line)
+        if mac and name:
+            found.append(NamedNic(mac.group(1).lower(), name.group(1)))
+    return found
+
+
+def name_keeping_rules(nics: list[NamedNic], new_mac: str | None) -> str:
+    """udev rules that give the clone's NICs the master's names without its MACs.
+
+    With `new_mac` (a single-NIC clone whose MAC is known) the first name is bound to that
+    MAC. Otherwise each name goes to the Ethernet device the kernel enumerates in the same
+    position (ethN, before any renaming), which is stable for the one-NIC machines clones
+    usually are; a name that is itself ethN stays with kernel device ethN."""
+    rules = [NAME_RULES_HEADER]
+    taken: set[int] = {int(m.group(1)) for nic in nics
+                       if (m := KERNEL_NAME.fullmatch(nic.name))}
+    free = (n for n in range(len(nics) * 2 + 1) if n not in taken)
+    for position, nic in enumerate(nics):
+        if position == 0 and new_mac:
+            match = f'ATTR{{address}}=="{new_mac.lower()}"'
+        else:
+            kernel = KERNEL_NAME.fullmatch(nic.name)
+            number = int(kernel.group(1)) if kernel else next(free)
+            match = f'ATTR{{type}}=="1", KERNEL=="eth{number}"'
+        rules.append(f'SUBSYSTEM=="net", ACTION=="add", DRIVERS=="?*", {match}, '
+                     f'NAME="{nic.name}"\n')
+    return "".join(rules)
 
 
 def macs_in(text: str) -> list[str]:

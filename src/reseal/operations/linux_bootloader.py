@@ -3,7 +3,8 @@
 `/dev/sda2` names whatever the clone's kernel enumerates second on its first disk, which on
 another hypervisor or controller is another partition or nothing (`/dev/vda2`, `/dev/nvme0n1p2`).
 GRUB 2 (grub.cfg on /boot and the ESP stub, /etc/default/grub), GRUB legacy (menu.lst), LILO,
-systemd-boot entries, fstab and crypttab get `UUID=` forms instead. LILO additionally keeps the
+systemd-boot entries, fstab and crypttab get `UUID=` forms instead; boot entries without an
+initrd get `PARTUUID=` (a kernel alone cannot find a file system by UUID). LILO additionally keeps the
 kernel's sector list and command line in its map, so it must be re-installed (`lilo`) after
 any change; reseal says so plainly.
 """
@@ -14,8 +15,9 @@ import shutil
 
 from reseal.image.model import LinuxSystem, OSFamily
 from reseal.linux import devrefs, fstab, lilo
-from reseal.linux.bootrefs import boot_files, disk_device_map, rewrite_text
-from reseal.linux.lilocheck import RawDisk, check_lilo
+from reseal.linux.bootrefs import boot_files, disk_device_map, disk_partuuid_map, rewrite_text
+from reseal.linux.lilo import parse_lilo_sections
+from reseal.linux.lilocheck import LiloState, check_lilo, raw_disk
 from reseal.operations._linux_support import preflight
 from reseal.operations.base import Operation, OperationContext
 
@@ -32,17 +34,21 @@ def apply(ctx: OperationContext) -> None:
     root = fstab.root_spec(fstab_text)
     swap = fstab.swap_spec(fstab_text)
     device_map = disk_device_map(ctx.target)
+    partuuid_map = disk_partuuid_map(ctx.target)
     changed_files: list[str] = []
     for item in boot_files(system):
         text = item.fs.read_text(item.path)
-        new_text, rewrites = rewrite_text(text, item.kind, {}, device_map, root, swap)
+        new_text, rewrites = rewrite_text(text, item.kind, {}, device_map, root, swap,
+                                          partuuid_map=partuuid_map)
         if new_text != text:
             item.fs.write_text(item.path, new_text)
             changed_files.append(item.path)
             for rewrite in rewrites:
                 ctx.change(item.label, "set", rewrite.old, rewrite.new)
+        geometry_only = lilo.geometry_devices(new_text) if item.kind == "lilo" else set()
         for device in sorted(set(devrefs.unstable_devices(new_text))):
-            if item.kind == "lilo" and not lilo.is_partition_device(device):
+            if item.kind == "lilo" and (not lilo.is_partition_device(device)
+                                        or device in geometry_only):
                 continue
             ctx.warn(f"{item.label}: {device} still names a partition by kernel order; reseal "
                      "cannot tell which file system it meant here (open the disk image instead "
@@ -51,14 +57,17 @@ def apply(ctx: OperationContext) -> None:
         _report_lilo(ctx, "/etc/lilo.conf" in changed_files)
 
 
-def _installed_map_problems(ctx: OperationContext, config_text: str) -> list[str]:
-    """What no longer matches between LILO's installed boot sector/map and this disk."""
-    target, system = ctx.target, ctx.system
+def _installed_lilo(ctx: OperationContext, config_text: str) -> LiloState | None:
+    """The installed LILO as the disk holds it, or None for a directory target."""
+    system = ctx.system
     assert isinstance(system, LinuxSystem)
-    if target.raw_path is None or target.layout is None:
-        return []
-    state = check_lilo(system, config_text,
-                       RawDisk(target.raw_path, target.layout.size, target.layout))
+    disk = raw_disk(ctx.target)
+    if disk is None:
+        return None
+    return check_lilo(system, config_text, disk)
+
+
+def _stale(state: LiloState) -> list[str]:
     problems = [f"boot sector ({state.boot}): {state.boot_status}"]
     problems += [f"image {image.label}: {image.status}" for image in state.images]
     return [p for p in problems if ": stale: " in p]
@@ -68,8 +77,19 @@ def _report_lilo(ctx: OperationContext, config_changed: bool) -> None:
     fs = ctx.system.fs
     text = fs.read_text("/etc/lilo.conf")
     config = lilo.parse_lilo(text)
+    state = _installed_lilo(ctx, text)
+    if state is not None and not state.installed:
+        # lilo.conf without an installed LILO (another boot loader boots this disk): the
+        # edits are right for the day `lilo` runs, and there is nothing to re-install now
+        ctx.note(f"LILO: not installed on this disk ({state.boot_status}); lilo.conf "
+                 f"{'updated' if config_changed else 'unchanged'}, nothing to re-install")
+        return
+    if state is None and not fs.exists(parse_lilo_sections(text).map):
+        ctx.note("LILO: no map file, so `lilo` never ran here; lilo.conf "
+                 f"{'updated' if config_changed else 'unchanged'}, nothing to re-install")
+        return
     uuids_changed = bool(ctx.shared.get("linux:uuid-map"))
-    stale = _installed_map_problems(ctx, text)
+    stale = _stale(state) if state is not None else []
     if not (config_changed or uuids_changed or stale):
         ctx.note("LILO: configuration unchanged; its map still describes this disk as cloned")
         return

@@ -7,30 +7,40 @@ swaplabel change the UUIDs, the volumes are mounted back, and fstab, crypttab, g
 and ESP), /etc/default/grub, menu.lst, lilo.conf, systemd-boot entries and resume settings are
 rewritten. The old UUIDs go into the undo journal first, so `reseal undo` sets them back.
 
-A file system that GRUB's installed boot code finds by UUID (an embedded `search.fs_uuid`,
-kept as load.cfg beside core.img, or the UUID in plain text in the boot sectors, the BIOS boot
-partition or an EFI binary) keeps its UUID: the boot code is not text reseal can rewrite, and
-a changed UUID would stop the clone at a `grub rescue>` prompt.
+Initrds that name a changed UUID in a text member (initramfs-tools' RESUME=, cryptsetup's
+crypttab, dracut's cmdline.d) are rewritten offline by reseal's own cpio code, recompressed as
+they were; without that the clone would wait ~30 s on every boot for the old swap.
+
+Some holders are not text reseal can rewrite, and the file system they name keeps its UUID,
+with a warning: GRUB's installed boot code (an embedded `search.fs_uuid`, kept as load.cfg
+beside core.img, or the UUID in the boot sectors, the BIOS boot partition or an EFI binary;
+a changed UUID would stop the clone at `grub rescue>`), the command lines in an installed
+LILO's map (the kernel would not find its root), an initrd that names the UUID elsewhere than
+in a text member or whose sectors LILO's map lists, and (for swap) an initrd reseal cannot read.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from reseal.errors import ResealError
+from reseal.image import parttypes
 from reseal.image.fsprobe import probe
 from reseal.image.fsuuid import EXT, UUID_CAPABLE, UuidChange, missing_tools, set_fs_uuid
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import LinuxSystem, OSFamily, Volume
 from reseal.image.target import Target
 from reseal.linux.bootrefs import boot_files, rewrite_text
+from reseal.linux.initrd import InitrdError
+from reseal.linux.initrdrefs import InitrdScan, initrd_files, rewrite_initrd, scan_initrd
+from reseal.linux.lilo import parse_lilo_sections
+from reseal.linux.lilocheck import LiloState, check_lilo, raw_disk
 from reseal.operations._linux_support import new_uuid, preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 24
 SHARED_KEY = "linux:uuid-map"
-BIOS_BOOT_TYPE = "21686148-6449-6e6f-744e-656564454649"
 MBR_GAP = 1 << 20  # sectors before the first partition, where GRUB embeds core.img on MBR
 GRUB_PLATFORM_DIRS = ("/boot/grub", "/boot/grub2")
 MAX_EFI_BINARY = 64 << 20
@@ -63,9 +73,9 @@ def apply(ctx: OperationContext) -> None:
         ctx.warn("file-system UUIDs can only be changed on an opened disk image or device "
                  f"(the target is a {target.kind}); nothing changed")
         return
-    boot_code = _boot_code(ctx) if candidates else []
+    holders = _holders(ctx, candidates) if candidates else _Holders()
     plan = [PlannedChange(v, v.uuid, new_uuid(ctx)) for v in candidates
-            if _may_change(ctx, v, boot_code)]
+            if _may_change(ctx, v, holders)]
     if not plan:
         return
     if not ctx.dry_run:
@@ -78,23 +88,84 @@ def apply(ctx: OperationContext) -> None:
     ctx.shared[SHARED_KEY] = uuid_map
     if uuid_map:
         _follow(ctx, uuid_map)
+        _follow_initrds(ctx, uuid_map, holders.initrds)
 
 
-def _may_change(ctx: OperationContext, volume: Volume, boot_code: list[tuple[str, bytes]]
-                ) -> bool:
+@dataclass
+class _Holders:
+    """What names file systems by UUID in a form reseal cannot rewrite as text."""
+
+    boot_code: list[tuple[str, bytes]] = field(default_factory=list)  # GRUB, lower-cased
+    lilo_map: dict[str, str] = field(default_factory=dict)  # uuid -> LILO image label
+    lilo_boot: str = ""  # where the installed LILO is
+    initrds: list[InitrdScan] = field(default_factory=list)
+
+
+def _holders(ctx: OperationContext, candidates: list[Volume]) -> _Holders:
+    system = ctx.system
+    assert isinstance(system, LinuxSystem)
+    holders = _Holders(boot_code=_boot_code(ctx))
+    lilo_initrds: set[str] = set()
+    if system.fs.is_file("/etc/lilo.conf"):
+        state = _installed_lilo(ctx)
+        if state is not None and state.installed:
+            holders.lilo_map = state.command_line_uuids()
+            holders.lilo_boot = state.boot
+            config = parse_lilo_sections(system.fs.read_text("/etc/lilo.conf"))
+            lilo_initrds = {image.initrd for image in config.images if image.initrd}
+    uuids = [v.uuid.lower() for v in candidates]
+    for fs, path in initrd_files(system):
+        scan = scan_initrd(fs, path, uuids)
+        if path in lilo_initrds:  # LILO's map lists its sectors: rewriting it moves them
+            for uuid, members in scan.rewritable.items():
+                scan.fixed.setdefault(uuid, []).extend(
+                    f"{m} (LILO's map points at this initrd's sectors)" for m in members)
+            scan.rewritable = {}
+        holders.initrds.append(scan)
+    return holders
+
+
+def _installed_lilo(ctx: OperationContext) -> LiloState | None:
+    system = ctx.system
+    assert isinstance(system, LinuxSystem)
+    disk = raw_disk(ctx.target)
+    if disk is None:
+        return None
+    return check_lilo(system, system.fs.read_text("/etc/lilo.conf"), disk)
+
+
+def _may_change(ctx: OperationContext, volume: Volume, holders: _Holders) -> bool:
     missing = missing_tools(volume.fstype)
     if missing:
         ctx.warn(f"{volume.key}: {', '.join(missing)} not installed on this host; its UUID "
                  f"{volume.uuid} stays")
         return False
-    wanted = volume.uuid.lower().encode()
-    holder = next((label for label, data in boot_code if wanted in data), "")
+    uuid = volume.uuid.lower()
+    rerun = "then `reseal generalize --operations linux-fs-uuids` again"
+    holder = next((label for label, data in holders.boot_code if uuid.encode() in data), "")
     if holder:
         ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: GRUB's installed boot code finds "
                  f"the file system by it ({holder}), and that code is not text reseal can "
-                 "rewrite; run grub-install in the clone, then `reseal generalize --operations "
-                 "linux-fs-uuids` again")
+                 f"rewrite; run grub-install in the clone, {rerun}")
         return False
+    image = holders.lilo_map.get(uuid)
+    if image is not None:
+        ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: the installed LILO "
+                 f"({holders.lilo_boot}) passes it to the kernel from its map (image {image}), "
+                 f"which only `lilo` can rewrite; run lilo in the clone, {rerun}")
+        return False
+    for scan in holders.initrds:
+        if scan.error is not None and volume.fstype == "swap":
+            ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: {scan.label} cannot be read "
+                     f"({scan.error}), so reseal cannot tell whether its resume setting names "
+                     f"this swap; rebuild the initrd in the clone, {rerun}")
+            return False
+        where = scan.fixed.get(uuid)
+        if where:
+            ctx.warn(f"{volume.key}: its UUID {volume.uuid} stays: {scan.label} names it in "
+                     f"{', '.join(where[:3])}, which reseal cannot rewrite; rebuild the initrd "
+                     f"in the clone (update-initramfs -u / dracut -f), {rerun}")
+            return False
     return True
 
 
@@ -179,7 +250,7 @@ def _raw_areas(target: Target) -> list[tuple[str, bytes]]:
         areas.append(("the boot sectors before the first partition", disk.read(min(first,
                                                                                  MBR_GAP))))
         for part in target.layout.partitions:
-            if part.type_id == BIOS_BOOT_TYPE and part.size <= 16 << 20:
+            if part.type_id == parttypes.BIOS_BOOT.ident and part.size <= 16 << 20:
                 disk.seek(part.start)
                 areas.append((f"BIOS boot partition {part.index}", disk.read(part.size)))
     return areas
@@ -209,9 +280,38 @@ def _follow(ctx: OperationContext, uuid_map: dict[str, str]) -> None:
             item.fs.write_text(item.path, new_text)
             for rewrite in rewrites:
                 ctx.change(item.label, "set", rewrite.old, rewrite.new)
-    if system.fs.is_dir("/etc/initramfs-tools") or system.fs.is_dir("/etc/dracut.conf.d"):
-        ctx.note("an initramfs may hold the old root/resume UUIDs: rebuild it in the clone "
-                 "(update-initramfs -u / dracut -f) if it was built host-only")
+
+
+def _follow_initrds(ctx: OperationContext, uuid_map: dict[str, str],
+                    scans: list[InitrdScan]) -> None:
+    """Rewrite the old UUIDs inside each initrd that names them (resume, crypttab, cmdline.d);
+    say plainly what each initrd now holds."""
+    lowered = {old.lower(): new for old, new in uuid_map.items()}
+    for scan in scans:
+        if scan.error is not None:
+            ctx.warn(f"{scan.label}: cannot be read ({scan.error}); if it names a file system "
+                     "by UUID (resume, crypttab, a host-only root), rebuild it in the clone")
+            continue
+        named = sorted(set(lowered) & set(scan.rewritable))
+        if not named:
+            continue
+        if ctx.dry_run:
+            for uuid in named:
+                ctx.change(f"{scan.label} ({', '.join(scan.rewritable[uuid])})", "set", uuid,
+                           lowered[uuid])
+            continue
+        try:
+            done = rewrite_initrd(scan.fs, scan.path, uuid_map)
+        except InitrdError as exc:
+            ctx.warn(f"{scan.label}: could not be rewritten ({exc}); it still names "
+                     f"{', '.join(named)}: rebuild it in the clone (update-initramfs -u / "
+                     "dracut -f) before the next boot, or it waits for the old devices")
+            continue
+        for member, rewrite in done:
+            ctx.change(f"{scan.label} ({member})", "set", rewrite.old, rewrite.new)
+        ctx.note(f"{scan.label}: the new UUIDs written into "
+                 f"{', '.join(sorted({m for m, _ in done}))}, recompressed as before; the clone "
+                 "boots without waiting for the old devices")
 
 
 OPERATION = Operation(

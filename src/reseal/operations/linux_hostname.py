@@ -6,8 +6,8 @@ from typing import Any
 
 from reseal.image.guestfs import GuestFS
 from reseal.image.model import OSFamily
-from reseal.linux import shellvars
-from reseal.linux.guest import edit_text, os_release
+from reseal.linux import netconfig, shellvars
+from reseal.linux.guest import edit_text, files_under, os_release
 from reseal.linux.hosts import rename_in_hosts
 from reseal.linux.names import short_name, validate_hostname
 from reseal.linux.osrelease import Family
@@ -15,6 +15,7 @@ from reseal.operations._linux_support import preflight
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 
 ORDER = 20
+NM_CONNECTIONS = "/etc/NetworkManager/system-connections"
 
 
 def validate(request: IdentityRequest, options: Any) -> None:
@@ -89,13 +90,22 @@ def apply(ctx: OperationContext) -> None:
             fs.write_text("/etc/mailname", replacement + "\n")
             ctx.change("/etc/mailname", "set", mailname, replacement)
 
+    if old:
+        for path in files_under(fs, NM_CONNECTIONS):
+            text = fs.read_text(path)
+            new_text, edits = netconfig.set_nm_dhcp_hostname(text, old, new)
+            if edits:
+                fs.write_text(path, new_text)
+                for edit in edits:
+                    ctx.change(f"{path} {edit.what}", "set", edit.old, edit.new)
+
     ctx.identity("hostname", old, new)
 
 
 OPERATION = Operation(
     name="linux-hostname",
     description="set the requested host name in /etc/hostname, /etc/hosts, sysconfig, SUSE "
-    "/etc/HOSTNAME and /etc/mailname",
+    "/etc/HOSTNAME, /etc/mailname and NetworkManager's dhcp-hostname",
     os=OSFamily.LINUX,
     default_enabled=True,
     apply=apply,

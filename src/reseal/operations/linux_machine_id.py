@@ -22,6 +22,7 @@ ORDER = 21
 DBUS_ID = "/var/lib/dbus/machine-id"
 LINK_TARGETS = ("/etc/machine-id", "../../../etc/machine-id")
 EMPTY_MARKERS = ("empty", "uninitialized")
+JOURNAL_DIRS = ("/var/log/journal",)
 
 
 @dataclass
@@ -72,9 +73,25 @@ def apply(ctx: OperationContext) -> None:
         ctx.note("/etc/machine-id is empty: systemd makes and commits a new id on first boot")
 
     _link_dbus_id(ctx, dbus_old)
+    _note_named_state(ctx, old)
     ctx.identity("machine-id", old, new)
     if dbus_old and dbus_old != old:
         ctx.identity("dbus-machine-id", dbus_old, new)
+
+
+def _note_named_state(ctx: OperationContext, old: str | None) -> None:
+    """The master's journal lives in a directory named after its machine-id; it is the
+    master's log, not an identity the clone uses (the clone's journal goes beside it, under
+    its own id). Said once, with its path, so `reseal verify` can tell it is known."""
+    fs = ctx.system.fs
+    if not old:
+        return
+    for base in JOURNAL_DIRS:
+        path = f"{base}/{old}"
+        if fs.is_dir(path):
+            ctx.note(f"{path}: the master's journal stays (its log, named after the old "
+                     "machine-id; the clone journals under its new id beside it); enable "
+                     "linux-logfiles if clones must not carry it")
 
 
 def _fresh_id(ctx: OperationContext, avoid: set[str | None]) -> str:

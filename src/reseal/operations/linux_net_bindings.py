@@ -31,7 +31,9 @@ NETPLAN_DIR = "/etc/netplan"
 STATE_DIRS = ("/var/lib/dhcp", "/var/lib/dhclient", "/var/lib/NetworkManager", "/var/lib/dhcpcd",
               "/var/lib/wicked")
 STATE_SUFFIXES = (".lease", ".leases", ".duid")
-STATE_FILES = ("/var/lib/NetworkManager/secret_key", "/etc/dhcpcd.duid", "/var/lib/dhcpcd/duid",
+# NetworkManager's timestamps and seen-bssids are keyed by the master's connection UUIDs.
+STATE_FILES = ("/var/lib/NetworkManager/secret_key", "/var/lib/NetworkManager/timestamps",
+               "/var/lib/NetworkManager/seen-bssids", "/etc/dhcpcd.duid", "/var/lib/dhcpcd/duid",
                "/var/lib/wicked/duid.xml", "/var/lib/wicked/iaid.xml")
 
 
@@ -55,10 +57,7 @@ def apply(ctx: OperationContext) -> None:
 
     for path in UDEV_RULES:
         if fs.is_file(path):
-            macs = netconfig.udev_rule_macs(fs.read_text(path))
-            old_macs.extend(m.lower() for m in macs)
-            fs.remove(path)
-            ctx.change(path, "remove", ", ".join(macs) or None)
+            _udev_rules(ctx, path, new_mac, old_macs)
 
     for path in files_under(fs, NM_CONNECTIONS):
         _edit(ctx, path, lambda t: netconfig.edit_nm_keyfile(t, new_uuid(ctx), new_mac), old_macs)
@@ -87,6 +86,29 @@ def apply(ctx: OperationContext) -> None:
     if unique and not new_mac:
         ctx.note("MAC bindings dropped: configuration now follows any Ethernet device "
                  f"(name {netconfig.ETHERNET_NAME_GLOB}); give new_mac to bind to the clone's NIC")
+
+
+def _udev_rules(ctx: OperationContext, path: str, new_mac: str | None,
+                old_macs: list[str]) -> None:
+    """Persistent-net rules bind names to the master's MACs. A clone has other MACs, so the
+    names would go (the NIC comes up as ens3 and /etc/network/interfaces' eth0 stays down):
+    the rules become ones that keep the names without the MACs."""
+    fs = ctx.system.fs
+    text = fs.read_text(path)
+    macs = netconfig.udev_rule_macs(text)
+    old_macs.extend(m.lower() for m in macs)
+    nics = netconfig.udev_named_nics(text)
+    if not nics:
+        fs.remove(path)
+        ctx.change(path, "remove", ", ".join(macs) or None)
+        return
+    fs.write_text(path, netconfig.name_keeping_rules(nics, new_mac))
+    for nic in nics:
+        ctx.change(f"{path} {nic.name}", "set", f"MAC {nic.mac}",
+                   "this clone's MAC" if new_mac and nic is nics[0] else
+                   "the kernel's Ethernet device in the same position")
+    ctx.note(f"{path}: interface names {', '.join(n.name for n in nics)} kept without the "
+             "master's MACs, so configuration that names them still applies")
 
 
 def _edit(ctx: OperationContext, path: str,

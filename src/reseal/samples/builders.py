@@ -18,13 +18,14 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reseal.image import parttypes
 from reseal.image.attach import enter_private_mount_namespace, start_fuse
 
 MIB = 1 << 20
-ESP_TYPE = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-MSR_TYPE = "E3C9E316-0B5C-4DB8-817D-F92DF00215AE"
-BASIC_DATA_TYPE = "EBD0A0A2-B9E5-4433-87C0-68B6B7199C87"
-LINUX_FS_TYPE = "0FC63DAF-8483-4772-8E79-3D69E47DE4E4"
+ESP_TYPE = parttypes.ESP.sfdisk_ident
+MSR_TYPE = parttypes.MICROSOFT_RESERVED.sfdisk_ident
+BASIC_DATA_TYPE = parttypes.MICROSOFT_BASIC_DATA.sfdisk_ident
+LINUX_FS_TYPE = parttypes.LINUX_FILESYSTEM.sfdisk_ident
 HIBERNATION_HEADER = b"HIBR" + b"\x00" * 4092
 
 

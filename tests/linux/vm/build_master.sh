@@ -1,7 +1,9 @@
 #!/bin/bash
-# Build a bootable Debian 12 master disk image (raw, MBR, one ext4 partition, GRUB 2 in the MBR gap).
-# The image boots to a probe unit that prints hostname, machine-id and SSH host key fingerprint on
-# ttyS0 and powers off. Usage: build_master.sh OUTPUT.raw   (runs as root; writes only OUTPUT and
+# Build a bootable Debian 12 master disk image (raw, MBR: an ext4 root and a swap partition, GRUB 2
+# in the MBR gap). Its initrd names the swap for resume (RESUME=UUID=), ifupdown brings up eth0 by
+# DHCP (a persistent-net rule names the master's MAC eth0), and it carries a random seed. The image
+# boots to a probe unit that prints hostname, machine-id, SSH host key fingerprint, root and swap
+# UUIDs, its IPv4 address and MAC, and the kernel's time to userspace on ttyS0, and powers off. Usage: build_master.sh OUTPUT.raw   (runs as root; writes only OUTPUT and
 # a temporary directory).
 #
 # Nothing here attaches or mounts the disk image: the root file system is built in a directory,
@@ -17,6 +19,7 @@ MIRROR=${RESEAL_TEST_MIRROR:-http://deb.debian.org/debian}
 MASTER_MAC=52:54:00:aa:bb:01
 DISK_SIZE=2G
 PART_START=2048                  # sectors; GRUB's core.img goes in sectors 1..PART_START-1
+SWAP_SECTORS=131072              # 64 MiB of swap at the end of the disk
 GRUB_LIB=/usr/lib/grub/i386-pc
 WORK=$(mktemp -d /tmp/reseal-master.XXXXXX)
 R=$WORK/root
@@ -51,12 +54,16 @@ cleanup() {
 trap cleanup EXIT
 
 mkdir "$R"
-debootstrap --variant=minbase --include=systemd-sysv,openssh-server,dbus,udev,kmod \
+debootstrap --variant=minbase \
+    --include=systemd-sysv,openssh-server,dbus,udev,kmod,ifupdown,isc-dhcp-client,iproute2 \
     bookworm "$R" "$MIRROR" >"$WORK/debootstrap.log" 2>&1 || { tail -30 "$WORK/debootstrap.log"; exit 1; }
 
-# A small initramfs: only what a QEMU virtio disk needs.
+UUID=$(cat /proc/sys/kernel/random/uuid)
+SWAP_UUID=$(cat /proc/sys/kernel/random/uuid)
+# A small initramfs: only what a QEMU virtio disk needs; it resumes from the swap (by UUID).
 mkdir -p "$R/etc/initramfs-tools/conf.d"
 echo 'MODULES=list' > "$R/etc/initramfs-tools/conf.d/reseal-small.conf"
+echo "RESUME=UUID=$SWAP_UUID" > "$R/etc/initramfs-tools/conf.d/resume"
 printf 'virtio_pci\nvirtio_blk\next4\n' >> "$R/etc/initramfs-tools/modules"
 mount --bind /dev "$R/dev"; mount -t devpts devpts "$R/dev/pts"
 mount -t proc proc "$R/proc"; mount -t sysfs sysfs "$R/sys"
@@ -67,12 +74,16 @@ for m in "${CHROOT_MOUNTS[@]}"; do release_mount "$R/$m"; done
 
 KERNEL=$(cd "$R/boot" && ls vmlinuz-* | head -1)
 INITRD=$(cd "$R/boot" && ls initrd.img-* | head -1)
-UUID=$(cat /proc/sys/kernel/random/uuid)
 
 echo master > "$R/etc/hostname"
 printf '127.0.0.1\tlocalhost\n127.0.1.1\tmaster.lab.example master\n::1\tlocalhost ip6-localhost\n' > "$R/etc/hosts"
 echo master.lab.example > "$R/etc/mailname"
-echo "UUID=$UUID / ext4 errors=remount-ro 0 1" > "$R/etc/fstab"
+printf 'UUID=%s / ext4 errors=remount-ro 0 1\nUUID=%s none swap sw 0 0\n' "$UUID" "$SWAP_UUID" \
+    > "$R/etc/fstab"
+printf 'auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n' \
+    > "$R/etc/network/interfaces"
+head -c 512 /dev/urandom > "$R/var/lib/systemd/random-seed"
+chmod 0600 "$R/var/lib/systemd/random-seed"
 mkdir -p "$R/etc/udev/rules.d" "$R/etc/systemd/network"
 echo "SUBSYSTEM==\"net\", ACTION==\"add\", ATTR{address}==\"$MASTER_MAC\", NAME=\"eth0\"" \
     > "$R/etc/udev/rules.d/70-persistent-net.rules"
@@ -86,6 +97,15 @@ echo "RESEAL-PROBE machine-id=$(cat /etc/machine-id)"
 echo "RESEAL-PROBE dbus-id=$(cat /var/lib/dbus/machine-id 2>/dev/null)"
 echo "RESEAL-PROBE ssh-ed25519=$(ssh-keygen -lf /etc/ssh/ssh_host_ed25519_key.pub | cut -d' ' -f2)"
 echo "RESEAL-PROBE root-uuid=$(findmnt -no UUID /)"
+echo "RESEAL-PROBE swap-uuid=$(lsblk -no UUID "$(awk 'NR==2 {print $1}' /proc/swaps)" 2>/dev/null)"
+echo "RESEAL-PROBE userspace-us=$(systemctl show -P UserspaceTimestampMonotonic)"
+for n in $(seq 60); do  # DHCP on the new MAC: up to 60 s
+    ADDR=$(ip -4 -o addr show scope global | awk '{print $2 ":" $4; exit}')
+    [ -n "$ADDR" ] && break
+    sleep 1
+done
+echo "RESEAL-PROBE ipv4=$ADDR"
+echo "RESEAL-PROBE mac=$(cat /sys/class/net/${ADDR%%:*}/address 2>/dev/null)"
 echo "RESEAL-PROBE done"
 systemctl --no-block poweroff
 PROBE
@@ -93,7 +113,7 @@ chmod 0755 "$R/usr/local/sbin/reseal-probe"
 cat > "$R/etc/systemd/system/reseal-probe.service" <<'UNIT'
 [Unit]
 Description=Print the identity of this machine on the serial console
-After=local-fs.target systemd-machine-id-commit.service systemd-hostnamed.service
+After=local-fs.target swap.target systemd-machine-id-commit.service systemd-hostnamed.service
 [Service]
 Type=oneshot
 ExecStart=/usr/local/sbin/reseal-probe
@@ -127,12 +147,18 @@ menuentry 'Debian GNU/Linux' {
 CFG
 
 truncate -s "$DISK_SIZE" "$WORK/disk.raw"
+DISK_SECTORS=$(( $(stat -c %s "$WORK/disk.raw") / 512 ))
 echo "label: dos
-start=$PART_START, type=83, bootable" | sfdisk -q "$WORK/disk.raw"
+start=$PART_START, size=$((DISK_SECTORS - PART_START - SWAP_SECTORS)), type=83, bootable
+start=$((DISK_SECTORS - SWAP_SECTORS)), size=$SWAP_SECTORS, type=82" | sfdisk -q "$WORK/disk.raw"
 read -r PART_SECTORS < <(sfdisk -J "$WORK/disk.raw" | python3 -c \
     'import json,sys; print(json.load(sys.stdin)["partitiontable"]["partitions"][0]["size"])')
 mkfs.ext4 -q -F -L master-root -U "$UUID" -d "$R" -E offset=$((PART_START * 512)) \
     "$WORK/disk.raw" "$((PART_SECTORS / 2))k"
+truncate -s $((SWAP_SECTORS * 512)) "$WORK/swap.raw"
+mkswap -q -U "$SWAP_UUID" -L master-swap "$WORK/swap.raw" >/dev/null
+dd if="$WORK/swap.raw" of="$WORK/disk.raw" bs=512 seek=$((DISK_SECTORS - SWAP_SECTORS)) \
+    conv=notrunc,sparse status=none
 
 CORE_SECTORS=$(( ($(stat -c %s "$WORK/core.img") + 511) / 512 ))
 if [ "$CORE_SECTORS" -ge "$PART_START" ]; then

@@ -41,6 +41,13 @@ def master_image() -> Path:
     return image
 
 
+def guest_file(image: Path, path: str, partition_start: int = 2048 * 512) -> bytes:
+    """A file of the image's root file system, read by debugfs (no mount, no loop device)."""
+    done = subprocess.run(["debugfs", "-R", f"cat {path}", f"{image}?offset={partition_start}"],
+                          capture_output=True, check=True)
+    return done.stdout
+
+
 def clone(master: Path, destination: Path) -> Path:
     subprocess.run(["cp", "--reflink=auto", "--sparse=always", str(master), str(destination)],
                    check=True)
@@ -55,7 +62,9 @@ def mounted_root(image: Path, mountpoint: Path, read_only: bool = False) -> Iter
                           capture_output=True, text=True, check=True).stdout.strip()
     mounted = False
     try:
-        subprocess.run(["partx", "-a", loop], check=True)
+        # -u, not -a: a loop device detached without `partx -d` keeps its old partitions,
+        # which the next user of that device gets; -u makes them this image's
+        subprocess.run(["partx", "-u", loop], check=True)
         mountpoint.mkdir(parents=True, exist_ok=True)
         options = ["-o", "ro,noload"] if read_only else []
         subprocess.run(["mount", *options, f"{loop}p1", str(mountpoint)], check=True)
@@ -116,10 +125,15 @@ class BootResult:
     seconds: float = 0.0
 
 
-def boot(image: Path, timeout: float = 300) -> BootResult:
-    """Boot `image` under QEMU (TCG) and collect the probe lines from the serial console."""
+def boot(image: Path, timeout: float = 300, mac: str | None = None) -> BootResult:
+    """Boot `image` under QEMU (TCG) and collect the probe lines from the serial console.
+
+    With `mac`, the machine has one virtio NIC with that MAC on QEMU's user-mode network
+    with restrict=on: its built-in DHCP server answers, and no packet leaves the VM."""
+    nic = (["-nic", f"user,restrict=on,model=virtio-net-pci,mac={mac}"] if mac
+           else ["-nic", "none"])
     argv = ["qemu-system-x86_64", "-accel", "tcg", "-m", "768", "-smp", "1", "-no-reboot",
-            "-display", "none", "-monitor", "none", "-serial", "stdio", "-nic", "none",
+            "-display", "none", "-monitor", "none", "-serial", "stdio", *nic,
             "-drive", f"file={image},format=raw,if=virtio"]
     started = time.monotonic()
     result = BootResult()
