@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import re
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -37,8 +38,42 @@ def print_json(obj: Any, stream: TextIO | None = None) -> None:
     stream.write("\n")
 
 
+# What a terminal must never receive from an image: C0 controls (ESC starts the sequences
+# that retitle a terminal or clear it; a newline forges a line), DEL and C1 controls, the
+# Unicode bidirectional overrides and line separators, and lone surrogates (bytes that were
+# not UTF-8, kept by surrogateescape).
+_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e"
+                     "\u2066-\u2069\ud800-\udfff]")
+_NAMED = {"\n": "\\n", "\t": "\\t", "\r": "\\r"}
+
+
+def terminal_safe(value: object) -> str:
+    """`value` as text that may be printed: every character in `_UNSAFE` shown as an escape
+    (`\\x1b`, `\\n`, `\\u202e`; a byte that was not UTF-8 as `\\xNN`). Table and plain
+    output use this for every string that came from an image; JSON output stays exact."""
+    return _UNSAFE.sub(_escape, str(value))
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    if char in _NAMED:
+        return _NAMED[char]
+    code = ord(char)
+    if 0xDC80 <= code <= 0xDCFF:  # surrogateescape of the byte code - 0xDC00
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def terminal_lines(value: object) -> str:
+    """Like `terminal_safe`, but the text's own line breaks stay (messages made of several
+    lines of reseal's, such as the list of an answer file's errors)."""
+    return "\n".join(terminal_safe(line) for line in str(value).split("\n"))
+
+
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[object]]) -> str:
-    cells = [[str(h) for h in headers]] + [["" if c is None else str(c) for c in r] for r in rows]
+    """Aligned columns; every cell escaped for the terminal, so a cell is always one line."""
+    cells = [[terminal_safe(h) for h in headers]] + [
+        ["" if c is None else terminal_safe(c) for c in r] for r in rows]
     widths = [max(len(row[i]) for row in cells) for i in range(len(headers))]
     lines = []
     for n, row in enumerate(cells):

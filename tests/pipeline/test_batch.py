@@ -384,7 +384,8 @@ batch: {{master: {linux_master.path}, output: out, mode: overlay, jobs: 2}}
     for n in (1, 2, 3):
         clone = tmp_path / "out" / f"ovl-{n}.qcow2"
         assert overlay_backing(clone) == str(linux_master.path.resolve())
-        shown = json.loads(_cli("inspect", "--json", str(clone), cwd=tmp_path).stdout)
+        shown = json.loads(_cli("inspect", "--json", str(clone), "--allow-backing",
+                                str(linux_master.path), cwd=tmp_path).stdout)
         assert shown["linux"][0]["hostname"] == f"ovl-{n}"
     assert _digest(linux_master.path) == before
     assert all(r.bytes < 8 * 1024 * 1024 for r in result.records)

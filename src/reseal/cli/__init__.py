@@ -16,6 +16,7 @@ from types import FrameType
 
 from reseal import __version__
 from reseal.errors import ResealError
+from reseal.formatting import terminal_lines, terminal_safe
 
 # Modules that provide subcommands, in the order `reseal --help` lists them.
 COMMAND_MODULES = (
@@ -77,7 +78,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.handler(args) or 0)
     except ResealError as exc:
-        print(f"reseal: error: {exc}", file=sys.stderr)
+        # one line, whatever an image put into the message; a list of answer-file errors
+        # keeps one line per error
+        shown = terminal_lines(exc) if getattr(exc, "errors", None) else terminal_safe(exc)
+        print(f"reseal: error: {shown}", file=sys.stderr)
         return exc.exit_code
     except KeyboardInterrupt:
         print("reseal: interrupted; everything attached was released", file=sys.stderr)
@@ -86,6 +90,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("reseal: terminated; everything attached was released", file=sys.stderr)
         return 143
     except BrokenPipeError:
+        return 1
+    except OSError as exc:
+        # a file that could not be read or written (a full disk, a vanished mount): one
+        # line naming it, as for every other failure
+        print(f"reseal: error: {terminal_safe(exc)}", file=sys.stderr)
         return 1
 
 

@@ -8,9 +8,10 @@ import sys
 from dataclasses import asdict
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.cli.output import print_report
 from reseal.errors import BadInput
-from reseal.formatting import format_table, print_json, to_jsonable
+from reseal.formatting import format_table, print_json, terminal_safe, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, load_answer_file, settings_from_plan
 from reseal.pipeline.answerrules import cluster_address_problem
 from reseal.pipeline.batch import (
@@ -41,6 +42,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "reseal[cluster] and the same image store on every worker")
     parser.add_argument("--json", action="store_true",
                         help="print one JSON line per machine, then a JSON summary line")
+    add_allow_backing(parser)
     parser.set_defaults(handler=run)
 
 
@@ -52,10 +54,11 @@ def run(args: argparse.Namespace) -> int:
         if problem:
             raise BadInput(f"--cluster: {problem}")
     answer = load_answer_file(args.answer_file)
+    backing = allowed_backing(args)
     for warning in answer.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {terminal_safe(warning)}", file=sys.stderr)
     if args.dry_run:
-        print_plan(answer, json_mode=args.json)
+        print_plan(answer, json_mode=args.json, allowed=backing)
         return 0
     state_dir = args.state_dir or default_state_dir(answer)
     progress = default_progress(len(answer.plans), json_mode=args.json)
@@ -65,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
             print(json.dumps(asdict(record)), flush=True)
 
     result = run_batch(answer, jobs=args.jobs, state_dir=state_dir, progress=progress,
-                       on_record=emit, cluster=args.cluster, on_info=progress.info)
+                       on_record=emit, cluster=args.cluster, on_info=progress.info,
+                       allowed_backing=backing)
     summary = summarize(answer, result)
     if args.json:
         print(json.dumps({"summary": summary}), flush=True)
@@ -120,7 +124,7 @@ def print_summary(answer: AnswerFile, result: BatchResult, summary: dict[str, ob
           f"of {summary['machines']}; records: {result.state_dir / 'machines.jsonl'}")
 
 
-def print_plan(answer: AnswerFile, *, json_mode: bool) -> None:
+def print_plan(answer: AnswerFile, *, json_mode: bool, allowed: tuple[Path, ...] = ()) -> None:
     from reseal.pipeline.runner import run_generalize, select_operations
 
     operations = {plan.machine: [op.name for op in select_operations(settings_from_plan(plan))
@@ -132,7 +136,9 @@ def print_plan(answer: AnswerFile, *, json_mode: bool) -> None:
     source = plan0.clone.master if plan0.clone is not None else plan0.target
     file_plan = None
     if source is not None:
-        file_plan = run_generalize(source, settings_from_plan(plan0), dry_run=True).report
+        settings = settings_from_plan(plan0)
+        settings.allowed_backing = allowed
+        file_plan = run_generalize(source, settings, dry_run=True).report
     if json_mode:
         print_json({"answer_file": str(answer.path), "os": answer.os, "batch": answer.batch,
                     "machines": [{"plan": plan, "operations": operations[plan.machine]}

@@ -13,7 +13,8 @@ from pathlib import Path
 from reseal.drivers.exact import find_exact_restore, write_add_record
 from reseal.drivers.stage import OEM_INF, DriverStore, StagedPackage, image_version
 from reseal.errors import BadInput, ResealError
-from reseal.formatting import format_table, print_json
+from reseal.fileio import private_dirs
+from reseal.formatting import format_table, print_json, terminal_safe
 from reseal.image.target import OpenOptions, Target, open_target
 from reseal.journal import Journal
 from reseal.operations.windows_drivers import DriversOptions
@@ -86,9 +87,9 @@ def run_add(args: argparse.Namespace) -> int:
     if rows:
         print(format_table(("ACTION", "WHERE", "DETAIL"), rows))
     for note in report.notes:
-        print(f"note: {note}")
+        print(f"note: {terminal_safe(note)}")
     for warning in report.warnings:
-        print(f"warning: {warning}")
+        print(f"warning: {terminal_safe(warning)}")
     if result.journal_dir is not None:
         print(f"undo:   reseal undo {args.target} {result.journal_dir}")
     return 0 if result.ok else 1
@@ -111,7 +112,7 @@ def run_list(args: argparse.Namespace) -> int:
     if args.json:
         print_json({"windows": version, "packages": staged}, sys.stdout)
         return 0
-    print(f"{version.label()} ({version.source})")
+    print(terminal_safe(f"{version.label()} ({version.source})"))
     print(format_table(("PUBLISHED", "ORIGINAL", "PROVIDER", "CLASS", "VERSION", "BOOT",
                         "STORE FOLDER"),
                        [_row(s) for s in staged]) if staged else "no third-party packages")
@@ -125,7 +126,7 @@ def _row(staged: StagedPackage) -> tuple[str, ...]:
 
 def run_remove(args: argparse.Namespace) -> int:
     run_dir = args.run_dir or new_run_dir("drivers-remove")
-    run_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(run_dir)
     journal_dir = run_dir / "journal"
     options = OpenOptions(writable=True, allow_unclean_ntfs=args.allow_unclean_ntfs,
                           journal=Journal(journal_dir))

@@ -5,11 +5,21 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.cli.output import print_report
 from reseal.errors import BadInput
 from reseal.formatting import print_json
 from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunSettings, run_generalize
+
+
+def _seed(text: str) -> int:
+    from reseal.pipeline.answerrules import parse_seed
+
+    try:
+        return parse_seed(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _names(text: str) -> list[str]:
@@ -31,13 +41,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                         help="skip these operations")
     parser.add_argument("--answer-file", type=Path, help="YAML answer file (see docs/answer-files.md)")
     parser.add_argument("--machine", help="which machine of the answer file this target becomes")
-    parser.add_argument("--seed", type=int, help="seed for generated identities (reproducible runs)")
+    parser.add_argument("--seed", type=_seed, help="seed for generated identities (reproducible runs)")
     parser.add_argument("--dry-run", action="store_true", help="print the plan; write nothing")
     parser.add_argument("--run-dir", type=Path,
                         help="where to keep the report and undo journal "
                              "(default: $RESEAL_STATE_DIR or /var/lib/reseal, runs/<id>)")
     parser.add_argument("--allow-unclean-ntfs", action="store_true",
                         help="open an NTFS volume that Windows did not shut down cleanly")
+    add_allow_backing(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
     parser.set_defaults(handler=run)
 
@@ -63,6 +74,7 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
     settings.enable = [*settings.enable, *args.enable]
     settings.disable = [*settings.disable, *args.disable]
     settings.allow_unclean_ntfs = settings.allow_unclean_ntfs or args.allow_unclean_ntfs
+    settings.allowed_backing = (*settings.allowed_backing, *allowed_backing(args))
     return settings
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING
 
-from reseal.formatting import format_table
+from reseal.formatting import format_table, terminal_safe
 
 if TYPE_CHECKING:
     from reseal.pipeline.report import RunReport
@@ -26,9 +26,9 @@ def print_report(report: RunReport) -> None:
              for c in report.changes],
         ))
     for warning in report.warnings:
-        print(f"warning: {warning}", file=sys.stderr)
+        print(f"warning: {terminal_safe(warning)}", file=sys.stderr)
     for note in report.notes:
-        print(f"note: {note}")
+        print(f"note: {terminal_safe(note)}")
 
 
 def _short(text: str | None, width: int = 48) -> str:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.formatting import print_json
 from reseal.pipeline.undo import undo_run
 
@@ -15,12 +16,14 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("journal", type=Path,
                         help="the run's journal directory (see the report's 'journal')")
     parser.add_argument("--allow-unclean-ntfs", action="store_true")
+    add_allow_backing(parser)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    result = undo_run(args.target, args.journal, allow_unclean_ntfs=args.allow_unclean_ntfs)
+    result = undo_run(args.target, args.journal, allow_unclean_ntfs=args.allow_unclean_ntfs,
+                      allowed_backing=allowed_backing(args))
     if args.json:
         print_json(result)
     else:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.formatting import format_table, print_json
 from reseal.image.target import OpenOptions, open_target
 from reseal.pipeline.report import RunReport
@@ -16,13 +17,16 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     parser.add_argument("target")
     parser.add_argument("--report", type=Path, required=True, help="the run's report.json")
     parser.add_argument("--allow-unclean-ntfs", action="store_true")
+    add_allow_backing(parser)
     parser.add_argument("--json", action="store_true")
     parser.set_defaults(handler=run)
 
 
 def run(args: argparse.Namespace) -> int:
     report = RunReport.load(args.report)
-    with open_target(args.target, OpenOptions(allow_unclean_ntfs=args.allow_unclean_ntfs)) as target:
+    options = OpenOptions(allow_unclean_ntfs=args.allow_unclean_ntfs,
+                          allowed_backing=allowed_backing(args))
+    with open_target(args.target, options) as target:
         hits = scan_leftovers(target, report)
     unexplained = [h for h in hits if not h.explained]
     if args.json:

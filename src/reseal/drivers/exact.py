@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from reseal.image.target import Target
-from reseal.journal import read_entries
+from reseal.journal import read_blob, read_entries
 
 RECORD_NAME = "drivers-add.json"
 
@@ -83,7 +83,7 @@ def find_exact_restore(runs_dir: Path, target: Target, oem_inf: str
                 continue
             item = HiveFile(entry.volume, entry.path)
             if item not in old:
-                old[item] = (journal_dir / "blobs" / entry.blob).read_bytes() \
-                    if entry.existed and entry.blob else None
+                old[item] = read_blob(journal_dir, entry) if entry.existed and entry.blob \
+                    else None
         return old if len(old) == len(after) else None
     return None

@@ -63,7 +63,8 @@ def open_disk(path: Path, options: OpenOptions) -> Iterator[Target]:
             raw_path = path
             if kind in QEMU_FORMATS:
                 raw_path = stack.enter_context(
-                    qemu_raw_export(path, kind, options.writable and not options.dry_run, workdir)
+                    qemu_raw_export(path, kind, options.writable and not options.dry_run, workdir,
+                                    options.allowed_backing)
                 )
             target = Target(source=path, kind=kind, options=options, raw_path=raw_path)
             mounts = MountTable(target)

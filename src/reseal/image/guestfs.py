@@ -10,6 +10,7 @@ in dry-run mode they are only reported.
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -17,11 +18,17 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from reseal.errors import ResealError, UnsafePath
-from reseal.fileio import atomic_write, fsync_directory, path_xattr
-from reseal.journal import Journal
+from reseal.errors import Refused, ResealError, UnsafePath
+from reseal.fileio import atomic_copy, atomic_write, fsync_directory, path_xattr
+from reseal.journal import MAX_RECORDED_BYTES, Journal, special_file
 
 MAX_SYMLINK_HOPS = 40
+# How much reseal reads of one guest file, by kind: an image decides its files' sizes, so a
+# crafted 12 MB grub.cfg or a 2 GiB "key" must not cost gigabytes and minutes.
+READ_LIMIT = 256 << 20  # any file (registry hives are the largest reseal reads)
+TEXT_LIMIT = 1 << 20  # a configuration text (grub.cfg, fstab, NetworkManager, ...)
+LARGE_TEXT_LIMIT = 16 << 20  # a text that may legitimately be long: /etc/hosts block lists
+SMALL_LIMIT = 64 << 10  # a one-line identity file or a key: hostname, machine-id, ssh keys
 
 
 @dataclass(frozen=True)
@@ -130,22 +137,37 @@ class GuestFS:
     def readlink(self, path: str) -> str:
         return os.readlink(self.resolve(path, follow_last=False))
 
-    def read_bytes(self, path: str, *, limit: int = 256 << 20) -> bytes:
+    def read_bytes(self, path: str, *, limit: int = READ_LIMIT) -> bytes:
+        """A regular file's bytes. Anything else is refused before it is opened: a device
+        node would be a host device, a FIFO blocks. Larger than `limit`: refused."""
         host = self.resolve(path)
-        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW)
+        st = os.lstat(host)
+        if not stat.S_ISREG(st.st_mode):
+            if stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR), str(path))
+            raise special_file(path, self.key, st.st_mode)
+        fd = os.open(host, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY
+                     | os.O_CLOEXEC)
         try:
-            size = os.fstat(fd).st_size
-            if size > limit:
-                raise ResealError(f"{path}: {size} bytes is more than the {limit} reseal reads")
+            opened = os.fstat(fd)
+            if (opened.st_dev, opened.st_ino) != (st.st_dev, st.st_ino):
+                raise Refused(f"{path}: changed while reseal read it; refused")
+            if opened.st_size > limit:
+                raise too_large(path, opened.st_size, limit)
             chunks = []
+            total = 0
             while chunk := os.read(fd, 1 << 20):
+                total += len(chunk)
+                if total > limit:
+                    raise Refused(f"{path}: more than the {limit} bytes reseal reads of such a "
+                                  "file; refused")
                 chunks.append(chunk)
             return b"".join(chunks)
         finally:
             os.close(fd)
 
-    def read_text(self, path: str, encoding: str = "utf-8") -> str:
-        return self.read_bytes(path).decode(encoding, errors="surrogateescape")
+    def read_text(self, path: str, encoding: str = "utf-8", *, limit: int = TEXT_LIMIT) -> str:
+        return self.read_bytes(path, limit=limit).decode(encoding, errors="surrogateescape")
 
     def listdir(self, path: str) -> list[str]:
         host = self.resolve(path)
@@ -173,12 +195,54 @@ class GuestFS:
         return current
 
     def walk(self, path: str = "/") -> Iterator[tuple[str, list[str], list[str]]]:
-        """Like os.walk over guest paths; never follows symlinks (so never leaves the root)."""
+        """Like os.walk over guest paths, top-down (callers may prune `dirs`), but iterative,
+        so any depth of nesting costs no recursion. Never descends into a symlink (so never
+        leaves the root); a link to a directory is listed with the directories, as os.walk
+        does, judged inside the image rather than on the host."""
         top = self.resolve(path)
         base = len(str(self.root))
-        for dirpath, dirnames, filenames in os.walk(top, followlinks=False):
+        pending = [str(top)]
+        while pending:
+            dirpath = pending.pop()
+            try:
+                with os.scandir(dirpath) as listing:
+                    entries = list(listing)
+            except OSError:
+                continue  # unreadable (or a path too long for the kernel): like os.walk
             guest = dirpath[base:] or "/"
-            yield guest, dirnames, filenames
+            dirs: list[str] = []
+            files: list[str] = []
+            links: set[str] = set()
+            for entry in entries:
+                try:
+                    if entry.is_symlink():
+                        links.add(entry.name)
+                        is_dir = self._link_is_dir(_join(guest, entry.name))
+                    else:
+                        is_dir = entry.is_dir(follow_symlinks=False)
+                except (OSError, ResealError):
+                    is_dir = False
+                (dirs if is_dir else files).append(entry.name)
+            yield guest, dirs, files
+            pending.extend(os.path.join(dirpath, name) for name in reversed(dirs)
+                           if name not in links)
+
+    def _link_is_dir(self, guest_path: str) -> bool:
+        """Where a link leads, as the guest sees it (never a host path)."""
+        return self.resolve(guest_path).is_dir()
+
+    def check_plain(self, path: str, *, limit: int | None = None) -> None:
+        """Refuse (before anything is written) a device node, FIFO or socket where a file is
+        expected (reading one would reach a host device or block), and a regular file
+        larger than `limit`, the most reseal reads of such a file."""
+        try:
+            st = os.lstat(self.resolve(path))
+        except (FileNotFoundError, NotADirectoryError):
+            return
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise special_file(path, self.key, st.st_mode)
+        if limit is not None and stat.S_ISREG(st.st_mode) and st.st_size > limit:
+            raise too_large(path, st.st_size, limit)
 
     def stat(self, path: str) -> os.stat_result:
         return os.stat(self.resolve(path), follow_symlinks=False)
@@ -201,6 +265,8 @@ class GuestFS:
             st = os.lstat(host)
             if stat.S_ISDIR(st.st_mode):
                 raise ResealError(f"{path}: is a directory in the image, expected a file")
+            if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+                raise special_file(path, self.key, st.st_mode)
             old_size = st.st_size
         guest = self.guest_path_of(host)
         self._notify(
@@ -228,6 +294,8 @@ class GuestFS:
             return False
         if stat.S_ISDIR(st.st_mode):
             raise ResealError(f"{path}: is a directory; reseal removes files only")
+        if not (stat.S_ISREG(st.st_mode) or stat.S_ISLNK(st.st_mode)):
+            raise special_file(path, self.key, st.st_mode)
         guest = self.guest_path_of(host)
         self._notify(FileChange(self.key, guest, "remove", st.st_size, None))
         if self.dry_run:
@@ -332,35 +400,58 @@ class GuestFS:
             raise UnsafePath(f"{host}: not inside the image root {self.root}")
         return "/" + rel.replace(os.sep, "/")
 
-    def restore_symlink(self, guest_path: str, link_text: str, uid: int | None,
-                        gid: int | None) -> None:
-        """Undo helper: put a link back as it was (its text is not resolved)."""
-        host = self.resolve(guest_path, follow_last=False)
-        tmp = host.parent / f".reseal-tmp-link-{os.getpid()}"
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        os.symlink(link_text, tmp)
-        if uid is not None and gid is not None:
-            with contextlib.suppress(OSError):
-                os.chown(tmp, uid, gid, follow_symlinks=False)
-        os.replace(tmp, host)
-        fsync_directory(host.parent)
-
     def restore_from_journal(self, guest_path: str, data: bytes | None, mode: int | None,
                              uid: int | None, gid: int | None) -> None:
         """Undo helper: put back old bytes (or remove a file the run created)."""
         host = self.resolve(guest_path, follow_last=False)
         if data is None:
-            with contextlib.suppress(FileNotFoundError):
-                if host.is_dir() and not host.is_symlink():
-                    shutil.rmtree(host)
-                else:
-                    os.unlink(host)
+            self._remove_created(host)
             return
         atomic_write(host, data, mode=mode)
-        if uid is not None and gid is not None:
-            with contextlib.suppress(OSError):
-                os.chown(host, uid, gid, follow_symlinks=False)
+        _chown(host, uid, gid)
+
+    def restore_copy(self, guest_path: str, blob: Path, mode: int | None, uid: int | None,
+                     gid: int | None) -> None:
+        """Undo helper: put a recorded file back from its journal blob, holes kept."""
+        host = self.resolve(guest_path, follow_last=False)
+        atomic_copy(host, blob, mode=mode, limit=MAX_RECORDED_BYTES)
+        _chown(host, uid, gid)
+
+    def restore_symlink(self, guest_path: str, target: str, uid: int | None,
+                        gid: int | None) -> None:
+        """Undo helper: put a symbolic link back (its text, never resolved), replacing
+        whatever the run left at its place."""
+        host = self.resolve(guest_path, follow_last=False)
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISDIR(os.lstat(host).st_mode):
+                raise ResealError(f"{guest_path}: a directory is where the journal recorded a "
+                                  "link; not replaced")
+        tmp = host.parent / f".reseal-tmp-link-{os.getpid()}"
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        os.symlink(target, tmp)
+        _chown(tmp, uid, gid)
+        os.replace(tmp, host)
+        fsync_directory(host.parent)
+
+    @staticmethod
+    def _remove_created(host: Path) -> None:
+        with contextlib.suppress(FileNotFoundError):
+            if host.is_dir() and not host.is_symlink():
+                shutil.rmtree(host)
+            else:
+                os.unlink(host)
+
+
+def _chown(host: Path, uid: int | None, gid: int | None) -> None:
+    if uid is not None and gid is not None:
+        with contextlib.suppress(OSError):
+            os.chown(host, uid, gid, follow_symlinks=False)
+
+
+def too_large(path: str, size: int, limit: int) -> Refused:
+    return Refused(f"{path}: {size} bytes in the image, more than the {limit} bytes reseal "
+                   "reads of such a file; refused")
 
 
 def _split(path: str) -> list[str]:

@@ -26,6 +26,9 @@ class OpenOptions:
     allow_unclean_ntfs: bool = False
     journal: Journal | None = None
     listener: ChangeListener | None = None
+    # backing files a qcow2/vmdk may use, each named by the user (--allow-backing); any other
+    # file a container names is refused (see reseal.image.vdisk_header)
+    allowed_backing: tuple[Path, ...] = ()
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from reseal.formatting import format_table
+from reseal.formatting import format_table, terminal_safe
 from reseal.inspection.model import (
     InspectReport,
     LiloState,
@@ -23,14 +23,15 @@ def _size(n: int) -> str:
 
 def _block(title: str, pairs: list[tuple[str, object]]) -> list[str]:
     width = max(len(k) for k, _ in pairs)
-    lines = [title]
+    lines = [terminal_safe(title)]
     for key, value in pairs:
-        lines.append(f"  {key.ljust(width)}  {'(absent)' if value in (None, '') else value}")
+        shown = "(absent)" if value in (None, "") else terminal_safe(value)
+        lines.append(f"  {terminal_safe(key).ljust(width)}  {shown}")
     return lines
 
 
 def render_text(report: InspectReport) -> str:
-    lines = [f"{report.source}: {report.kind}, partition table {report.table}"
+    lines = [f"{terminal_safe(report.source)}: {report.kind}, partition table {report.table}"
              + (f", {_size(report.disk_size)}" if report.disk_size else "")]
     if report.disk_guid:
         lines[0] += f", disk GUID {report.disk_guid}"
@@ -49,7 +50,7 @@ def render_text(report: InspectReport) -> str:
     if not report.windows and not report.linux:
         lines += ["", "no operating system found"]
     for warning in report.warnings:
-        lines.append(f"warning: {warning}")
+        lines.append(f"warning: {terminal_safe(warning)}")
     return "\n".join(lines)
 
 
@@ -81,7 +82,7 @@ def _windows(win: WindowsReport) -> list[str]:
         ("machine SID (SECURITY)", win.security_sid), ("MachineGuid", win.machine_guid),
         ("hives", hives),
     ])
-    lines += [f"  absent: {item}" for item in win.absent]
+    lines += [f"  absent: {terminal_safe(item)}" for item in win.absent]
     return lines
 
 
@@ -124,5 +125,5 @@ def _linux(lin: LinuxReport) -> list[str]:
         table = format_table(("SPEC", "MOUNT", "TYPE", "OPTIONS"),
                              [(e.spec, e.mountpoint, e.fstype, e.options) for e in lin.fstab])
         lines += ["    " + line for line in table.splitlines()]
-    lines += [f"  absent: {item}" for item in lin.absent]
+    lines += [f"  absent: {terminal_safe(item)}" for item in lin.absent]
     return lines

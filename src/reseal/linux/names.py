@@ -51,6 +51,10 @@ def validate_machine_id(value: str) -> str:
 def validate_mac(value: str) -> str:
     if not MAC.match(value):
         raise BadInput(f"MAC address {value!r}: expected six hex pairs such as 52:54:00:12:34:56")
+    octets = [int(part, 16) for part in value.split(":")]
+    if not any(octets) or octets[0] & 1:
+        raise BadInput(f"MAC address {value!r}: all zero, broadcast or multicast; a machine "
+                       "needs a unicast address such as 52:54:00:12:34:56")
     return value.lower()
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from reseal.image.guestfs import GuestFS
+from reseal.image.guestfs import LARGE_TEXT_LIMIT, SMALL_LIMIT, GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux import netconfig, shellvars
 from reseal.linux.guest import edit_text, files_under, os_release
@@ -28,7 +28,7 @@ def current_hostname(fs: GuestFS) -> str | None:
     """The static host name the guest boots with (first place found wins)."""
     for path in ("/etc/hostname", "/etc/HOSTNAME"):
         if fs.is_file(path):
-            for line in fs.read_text(path).splitlines():
+            for line in fs.read_text(path, limit=SMALL_LIMIT).splitlines():
                 line = line.split("#", 1)[0].strip()
                 if line:
                     return line
@@ -76,11 +76,12 @@ def apply(ctx: OperationContext) -> None:
 
     if fs.is_file("/etc/hosts"):
         add = family is Family.DEBIAN
-        if edit_text(fs, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add)):
+        if edit_text(fs, "/etc/hosts", lambda t: rename_in_hosts(t, old, new, add_loopback=add),
+                     limit=LARGE_TEXT_LIMIT):
             ctx.change("/etc/hosts", "set", old, new)
 
     if old and fs.is_file("/etc/mailname"):
-        mailname = fs.read_text("/etc/mailname").strip()
+        mailname = fs.read_text("/etc/mailname", limit=SMALL_LIMIT).strip()
         if mailname.lower() in (old.lower(), short_name(old).lower()) or (
             "." in mailname and short_name(mailname).lower() == short_name(old).lower()
         ):

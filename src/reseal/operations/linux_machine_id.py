@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from reseal.errors import BadInput
+from reseal.image.guestfs import SMALL_LIMIT
 from reseal.image.model import OSFamily
 from reseal.linux.names import validate_machine_id
 from reseal.operations._linux_support import new_hex, preflight
@@ -44,7 +45,7 @@ def validate(request: IdentityRequest, options: Any) -> None:
 def read_machine_id(fs: Any, path: str = "/etc/machine-id") -> str | None:
     if not fs.is_file(path):
         return None
-    value = fs.read_text(path).strip()
+    value = fs.read_text(path, limit=SMALL_LIMIT).strip()
     return value or None
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from reseal.errors import BadInput, ResealError
-from reseal.image.guestfs import GuestFS
+from reseal.image.guestfs import SMALL_LIMIT, GuestFS
 from reseal.image.model import OSFamily
 from reseal.linux.guest import os_release
 from reseal.linux.osrelease import Family
@@ -40,11 +40,25 @@ REGENERATING_UNITS = (
 )
 
 
+RSA_BITS = (2048, 16384)  # below: refused as weak; above: OpenSSH's own maximum
+
+
 @dataclass
 class SshHostKeyOptions:
     mode: str = "generate"  # "generate" now, or "remove" for regeneration on first boot
     types: list[str] = field(default_factory=list)  # empty: the types the image had
     rsa_bits: int = 3072
+
+    def __post_init__(self) -> None:
+        # checked when the answer file is read, so a dry run refuses what the run would
+        _check_rsa_bits(self.rsa_bits)
+
+
+def _check_rsa_bits(bits: object) -> None:
+    if not isinstance(bits, int) or isinstance(bits, bool) or not (
+            RSA_BITS[0] <= bits <= RSA_BITS[1]):
+        raise BadInput(f"linux-ssh-hostkeys: rsa_bits {bits!r} is out of range; use "
+                       f"{RSA_BITS[0]} to {RSA_BITS[1]} (3072 is the default)")
 
 
 def validate(request: IdentityRequest, options: Any) -> None:
@@ -57,8 +71,7 @@ def validate(request: IdentityRequest, options: Any) -> None:
             raise BadInput(
                 f"linux-ssh-hostkeys: key type {key_type!r} is not one of {', '.join(KEY_TYPES)}"
             )
-    if options.rsa_bits < 2048:
-        raise BadInput("linux-ssh-hostkeys: rsa_bits below 2048 is refused; use 3072 or more")
+    _check_rsa_bits(options.rsa_bits)
 
 
 def fingerprint(public_line: str) -> str | None:
@@ -82,7 +95,7 @@ def host_fingerprints(fs: GuestFS) -> dict[str, str]:
     for key_type in existing_key_types(fs):
         path = f"{SSH_DIR}/ssh_host_{key_type}_key.pub"
         if fs.is_file(path):
-            value = fingerprint(fs.read_text(path))
+            value = fingerprint(fs.read_text(path, limit=SMALL_LIMIT))
             if value:
                 prints[key_type] = value
     return prints

@@ -98,7 +98,8 @@ class MapReader:
         self.wrong(key, "a string" + hint)
         return None
 
-    def number(self, key: str, *, minimum: int | None = None) -> int | None:
+    def number(self, key: str, *, minimum: int | None = None,
+               maximum: int | None = None) -> int | None:
         node = self.node.items.get(key)
         if node is None or (isinstance(node, YScalar) and node.value is None):
             return None
@@ -106,6 +107,9 @@ class MapReader:
                 and not isinstance(node.value, bool)):
             if minimum is not None and node.value < minimum:
                 self.sink.add(node.mark, self.sub(key), f"must be at least {minimum}")
+                return None
+            if maximum is not None and node.value > maximum:
+                self.sink.add(node.mark, self.sub(key), f"must be at most {maximum}")
                 return None
             return node.value
         self.wrong(key, "a whole number")
@@ -274,10 +278,12 @@ def convert_text(text: str, tp: Any, base_dir: Path, mark: Mark) -> object:
 
     if text.strip() == "":
         value: object = None
+    elif text.lstrip()[:1] in ("[", "{") or len(text) > 4096:
+        value = text  # a collection becomes text anyway; never parse nesting from a cell
     else:
         try:
             value = yaml.safe_load(text) if tp is not str else text
-        except yaml.YAMLError:
+        except (yaml.YAMLError, ValueError):
             value = text
         if isinstance(value, dict | list):
             value = text

@@ -12,6 +12,7 @@ This module reads the sections; `machinetable` reads the machine rows (inline or
 from __future__ import annotations
 
 import hashlib
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +40,7 @@ from reseal.pipeline.answerplans import (
 from reseal.pipeline.answerrules import (
     DNS_NAME,
     ENV_NAME,
+    MAX_SEED,
     check_identity_value,
     check_ou,
     check_pattern,
@@ -164,7 +166,7 @@ def _read_defaults(top: MapReader, sink: ErrorSink, base_dir: Path,
                 mark = reader.node.items[key].mark
                 check_identity_value(key, value, mark, reader.sub(key), sink)
                 setattr(defaults, key, (value, mark))
-        defaults.seed = reader.number("seed", minimum=0)
+        defaults.seed = reader.number("seed", minimum=0, maximum=MAX_SEED)
         defaults.drivers = read_drivers(reader, "drivers", sink, base_dir)
         domain_reader = reader.mapping("domain", (*DOMAIN_KEYS, "password"))
         if domain_reader is not None:
@@ -291,6 +293,11 @@ def _read_batch(top: MapReader, sink: ErrorSink, base_dir: Path) -> BatchSetting
     output = reader.text("output")
     if master_path is not None and output is None:
         sink.add(reader.node.mark, "batch.output", "missing: the directory the clones go to")
+    output_path = resolve_path(base_dir, output) if output else None
+    if output_path is not None and os.path.lexists(output_path) and not output_path.is_dir():
+        sink.add(reader.node.items["output"].mark, "batch.output",
+                 f"{output_path}: exists and is not a directory; name the directory the "
+                 "clones go to")
     state_dir = reader.text("state_dir")
     cluster = reader.text("cluster")
     if cluster is not None:
@@ -300,7 +307,7 @@ def _read_batch(top: MapReader, sink: ErrorSink, base_dir: Path) -> BatchSetting
     return BatchSettings(
         master=master_path,
         master_format=master_format,
-        output=resolve_path(base_dir, output) if output else None,
+        output=output_path,
         mode=mode,
         jobs=reader.number("jobs", minimum=1),
         state_dir=resolve_path(base_dir, state_dir) if state_dir else None,

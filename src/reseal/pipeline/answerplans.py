@@ -6,6 +6,7 @@ table included, so a batch never starts with a machine that would fail its own v
 from __future__ import annotations
 
 import dataclasses
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,8 @@ from reseal.pipeline.answerrules import (
     check_ou,
     check_pattern,
     hostname_problem,
+    mac_problem,
+    normal_identity,
     normal_mac,
     render_pattern,
 )
@@ -120,9 +123,10 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
                 if not check_identity_value(key, value, entry.at(key), f"{entry.path}.{key}",
                                              entry.sink):
                     continue
+                value = normal_identity(key, value)
             else:
                 default = getattr(defaults, key)
-                value = default[0] if default is not None else None
+                value = normal_identity(key, default[0]) if default is not None else None
             identity[key] = value
             if value is not None and value != "random" and entry.text(key) is not None:
                 unique(key, value.upper(), entry, entry.at(key), f"{entry.path}.{key}", value)
@@ -131,6 +135,8 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
             if not MAC_ADDRESS.fullmatch(mac):
                 entry.sink.add(entry.at("mac"), f"{entry.path}.mac",
                                f"{mac!r} is not a MAC address (like 52:54:00:12:34:56)")
+            elif (problem := mac_problem(mac)) is not None:
+                entry.sink.add(entry.at("mac"), f"{entry.path}.mac", f"{mac!r} {problem}")
             else:
                 mac = normal_mac(mac)
                 unique("mac", mac, entry, entry.at("mac"), f"{entry.path}.mac", mac)
@@ -148,8 +154,8 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
         target_text = entry.text("target")
         target = resolve_path(base_dir, target_text) if target_text else None
         if target is not None:
-            unique("target", str(target), entry, entry.at("target"), f"{entry.path}.target",
-                   str(target))
+            unique("target", target_identity(target), entry, entry.at("target"),
+                   f"{entry.path}.target", str(target))
             if batch is not None and batch.master is not None:
                 entry.sink.add(entry.at("target"), f"{entry.path}.target",
                                "a batch with batch.master makes its own clones; remove target")
@@ -178,6 +184,17 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
             extra=extra,
         ))
     return plans
+
+
+def target_identity(target: Path) -> str:
+    """One key per target, however it is spelled: a symlink, `..` or a second hard link to
+    the same image (or device) is the same target."""
+    real = os.path.realpath(target)
+    try:
+        st = os.stat(real)
+    except OSError:
+        return real
+    return f"{st.st_dev}:{st.st_ino}"
 
 
 def _merged_options(entry: MachineEntry, ops: OperationChoices, catalog: dict[str, Operation],

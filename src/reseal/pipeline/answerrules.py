@@ -22,6 +22,18 @@ DN_PART = re.compile(r"\s*(OU|CN|DC|O|L|ST|C)=([^,=]|\\,)+\s*", re.IGNORECASE)
 DNS_NAME = re.compile(r"(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
                        r"(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 COUNTER_SPEC = re.compile(r"0?[1-9]?d?")
+MAX_SEED = 2**64 - 1
+SEED_TEXT = re.compile(r"[0-9]{1,20}")
+
+
+def parse_seed(text: str) -> int:
+    """A seed given as text (command line, CSV): 0 to 2**64-1, digits only. Raises
+    ValueError with the reason (never converts thousands of digits)."""
+    text = text.strip()
+    if not SEED_TEXT.fullmatch(text) or int(text) > MAX_SEED:
+        shown = text if len(text) <= 24 else f"{text[:20]}... ({len(text)} characters)"
+        raise ValueError(f"{shown!r} is not a seed: a whole number from 0 to {MAX_SEED}")
+    return int(text)
 
 
 def hostname_problem(name: str, os_name: str | None) -> str | None:
@@ -68,6 +80,13 @@ def render_pattern(pattern: str, n: int) -> str:
     return pattern.format(n=n)
 
 
+def normal_identity(key: str, value: str) -> str:
+    """A checked identity value in its one canonical spelling (for duplicate checks and use)."""
+    if key == "machine_sid" and value != "random":
+        return normal_sid(value)
+    return value
+
+
 def check_identity_value(key: str, value: str, mark: Mark, path: str, sink: ErrorSink) -> bool:
     if key == "machine_sid":
         match = SID_PATTERN.fullmatch(value)
@@ -95,6 +114,27 @@ def normal_mac(mac: str) -> str:
     """`52-54-00-AB-CD-EF` or `525400abcdef` as `52:54:00:ab:cd:ef`."""
     digits = re.sub(r"[:-]", "", mac).lower()
     return ":".join(digits[i:i + 2] for i in range(0, 12, 2))
+
+
+def mac_problem(mac: str) -> str | None:
+    """Why a well-formed MAC cannot be one machine's address (None when it can): all zero,
+    broadcast, or a group (multicast) address, whose first octet has its lowest bit set."""
+    normal = normal_mac(mac)
+    if normal == "00:00:00:00:00:00":
+        return "is all zero, not a device's address"
+    if normal == "ff:ff:ff:ff:ff:ff":
+        return "is the broadcast address, not a device's address"
+    if int(normal[:2], 16) & 1:
+        return "is a multicast (group) address: the first octet's lowest bit is set"
+    return None
+
+
+def normal_sid(sid: str) -> str:
+    """`S-1-5-21-01-02-03` as `S-1-5-21-1-2-3`: the form Windows writes, so two spellings of
+    one SID are one SID. `sid` must match SID_PATTERN."""
+    match = SID_PATTERN.fullmatch(sid)
+    assert match is not None
+    return "S-1-5-21-" + "-".join(str(int(part)) for part in match.groups())
 
 
 CLUSTER_ADDRESS = re.compile(r"(tcp|tls)://(\[[0-9A-Fa-f:.]+\]|[A-Za-z0-9][A-Za-z0-9.-]*):(\d{1,5})")

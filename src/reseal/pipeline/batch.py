@@ -33,8 +33,8 @@ from pathlib import Path
 from typing import Any, Protocol, TextIO
 
 from reseal.errors import BadInput, Refused, ResealError
-from reseal.fileio import private_write
-from reseal.formatting import to_jsonable
+from reseal.fileio import private_dirs, private_write
+from reseal.formatting import terminal_safe, to_jsonable
 from reseal.pipeline.answerfile import AnswerFile, settings_from_plan
 from reseal.pipeline.plan import GeneralizePlan
 
@@ -118,6 +118,7 @@ class MachineJob:
     state_dir: Path
     attempt: int
     master_format: str | None
+    allowed_backing: tuple[Path, ...] = ()  # --allow-backing, for targets that are overlays
 
 
 # --- state directory --------------------------------------------------------------------
@@ -199,7 +200,7 @@ def run_machine(job: MachineJob) -> MachineRecord:
     record = MachineRecord(plan.machine, "failed", job.attempt, str(target) if target else None,
                            mode, 0.0, 0)
     locks = job.state_dir / "locks"
-    locks.mkdir(exist_ok=True, mode=0o700)
+    private_dirs(locks)
     try:
         # An earlier worker for this machine (from a killed batch) may still be unwinding.
         with _exclusive(locks / f"{plan.machine}.lock", wait_seconds=120,
@@ -232,11 +233,13 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
         if plan.target is None:
             raise BadInput(f"machine {plan.machine}: no target (give machines[].target, or "
                            "batch.master and batch.output)")
-        record.recovered = _undo_interrupted(plan.target, run_dir)
+        record.recovered = _undo_interrupted(plan.target, run_dir, job.allowed_backing)
     target = plan.target_path
     assert target is not None
     record.target = str(target)
-    result = run_generalize(target, settings_from_plan(plan), run_dir=run_dir)
+    settings = settings_from_plan(plan)
+    settings.allowed_backing = allowed_backing_for(plan, job.allowed_backing)
+    result = run_generalize(target, settings, run_dir=run_dir)
     report = result.report
     record.identity = {name: value.new for name, value in report.identity.items()}
     record.changes = len(report.changes)
@@ -247,7 +250,15 @@ def _run_locked(job: MachineJob, record: MachineRecord) -> None:
     record.error = None if result.ok else report.error
 
 
-def _undo_interrupted(target: Path, run_dir: Path) -> bool:
+def allowed_backing_for(plan: GeneralizePlan, given: tuple[Path, ...]) -> tuple[Path, ...]:
+    """The backing files a machine's target may use: those given, and the master of an
+    overlay clone (the one file the batch itself made it name)."""
+    if plan.clone is not None and plan.clone.mode == "overlay":
+        return (*given, plan.clone.master.resolve())
+    return given
+
+
+def _undo_interrupted(target: Path, run_dir: Path, allowed_backing: tuple[Path, ...]) -> bool:
     """Put back what an interrupted attempt changed before this attempt starts; True when
     there was such an attempt."""
     journal = run_dir / "journal"
@@ -255,7 +266,7 @@ def _undo_interrupted(target: Path, run_dir: Path) -> bool:
     if (journal / "entries.jsonl").is_file():
         from reseal.pipeline.undo import undo_run
 
-        undo_run(target, journal)
+        undo_run(target, journal, allowed_backing=allowed_backing)
         undone = True
     if run_dir.exists():
         shutil.rmtree(run_dir)
@@ -310,7 +321,7 @@ class Progress:
         if self.bar:
             self._draw()
         else:
-            tail = f": {record.error}" if record.error else ""
+            tail = f": {terminal_safe(record.error)}" if record.error else ""
             where = f" on {record.worker}" if record.worker else ""
             print(f"[{self.done}/{self.total}] {record.machine} {record.status} "
                   f"{record.seconds:.1f}s{where}{tail}", file=self.stream, flush=True)
@@ -350,17 +361,18 @@ def run_batch(answer: AnswerFile, *, jobs: int | None = None, state_dir: Path | 
               progress: Progress | None = None,
               on_record: Callable[[MachineRecord], None] | None = None,
               cluster: str | None = None,
-              on_info: Callable[[str], None] | None = None) -> BatchResult:
+              on_info: Callable[[str], None] | None = None,
+              allowed_backing: tuple[Path, ...] = ()) -> BatchResult:
     """Run every machine not yet done, on this host or on the Dask cluster at `cluster`
     (default: batch.cluster of the answer file); returns the records of this run."""
     state_dir = state_dir or default_state_dir(answer)
     cluster = cluster or (answer.batch.cluster if answer.batch is not None else None)
     _check_plans(answer)
-    state_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    private_dirs(state_dir)
     with _exclusive(state_dir / "lock", wait_seconds=0,
                     what="another `reseal batch` is running with this state directory"):
         return _run_locked_batch(answer, jobs, state_dir, progress, on_record, cluster,
-                                 on_info)
+                                 on_info, allowed_backing)
 
 
 def _check_plans(answer: AnswerFile) -> None:
@@ -377,7 +389,8 @@ def _check_plans(answer: AnswerFile) -> None:
 
 
 def _open_executor(answer: AnswerFile, todo: list[GeneralizePlan], jobs: int | None,
-                   state_dir: Path, cluster: str | None) -> MachineExecutor:
+                   state_dir: Path, cluster: str | None,
+                   allowed_backing: tuple[Path, ...] = ()) -> MachineExecutor:
     """The local pool, or a connection to the cluster whose workers passed the checks."""
     wanted = jobs or (answer.batch.jobs if answer.batch and answer.batch.jobs else None)
     if cluster is None:
@@ -391,7 +404,8 @@ def _open_executor(answer: AnswerFile, todo: list[GeneralizePlan], jobs: int | N
     token = secrets.token_hex(16)
     private_write(token_path, token.encode())
     readable = sorted({str(p.clone.master) for p in todo if p.clone is not None} |
-                      {str(p.target) for p in todo if p.target is not None})
+                      {str(p.target) for p in todo if p.target is not None} |
+                      {str(path) for path in allowed_backing})
     writable = sorted({str(state_dir)} | {str(p.clone.path.parent) for p in todo
                                           if p.clone is not None})
     executor = DaskExecutor(cluster, run_machine, readable=readable, writable=writable,
@@ -405,7 +419,8 @@ def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
                       progress: Progress | None,
                       on_record: Callable[[MachineRecord], None] | None,
                       cluster: str | None,
-                      on_info: Callable[[str], None] | None) -> BatchResult:
+                      on_info: Callable[[str], None] | None,
+                      allowed_backing: tuple[Path, ...]) -> BatchResult:
     state_path = state_dir / "state.json"
     state = BatchState.load(state_path, str(answer.path))
     _reconcile(state, state_dir)
@@ -430,7 +445,7 @@ def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
     records: list[MachineRecord] = []
     if not todo:
         return BatchResult(state_dir, records, skipped, len(answer.plans))
-    executor = _open_executor(answer, todo, jobs, state_dir, cluster)
+    executor = _open_executor(answer, todo, jobs, state_dir, cluster, allowed_backing)
     for line in executor.describe():
         if on_info is not None:
             on_info(line)
@@ -447,7 +462,8 @@ def _run_locked_batch(answer: AnswerFile, jobs: int | None, state_dir: Path,
                 machine_state.started = _now()
                 machine_state.error = None
                 state.save(state_path)
-                job = MachineJob(plan, state_dir, machine_state.attempts, fmt)
+                job = MachineJob(plan, state_dir, machine_state.attempts, fmt,
+                                 allowed_backing)
                 running[executor.submit(job)] = plan
                 if progress is not None:
                     progress.started(plan.machine)

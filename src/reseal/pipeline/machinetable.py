@@ -25,6 +25,7 @@ from reseal.pipeline.answerfields import (
     read_option_values,
     resolve_path,
 )
+from reseal.pipeline.answerrules import MAX_SEED, parse_seed
 from reseal.pipeline.yamlsafe import Mark, YMap, describe, read_limited
 
 MACHINE_KEYS = ("name", "hostname", "mac", "machine_sid", "machine_id", "seed", "ou", "target",
@@ -100,7 +101,7 @@ def _inline_entry(index: int, node: YMap, path: str, sink: ErrorSink, base_dir: 
         if value is not None:
             entry.values[key] = value
             entry.marks[key] = node.items[key].mark
-    seed = reader.number("seed", minimum=0)
+    seed = reader.number("seed", minimum=0, maximum=MAX_SEED)
     if seed is not None:
         entry.values["seed"] = seed
     if reader.has("drivers"):
@@ -194,10 +195,11 @@ def csv_entries(csv_path: Path, display: str, mark: Mark, first_index: int, top_
             elif column in CSV_COLUMNS and cell:
                 entry.marks[column] = cell_mark
                 if column == "seed":
-                    if not cell.isdigit():
-                        sink.add(cell_mark, f"{path}.seed", f"expected a whole number, got {cell!r}")
+                    try:
+                        entry.values["seed"] = parse_seed(cell)
+                    except ValueError as exc:
+                        sink.add(cell_mark, f"{path}.seed", str(exc))
                         continue
-                    entry.values["seed"] = int(cell)
                 elif column == "drivers":
                     drivers = [resolve_path(base_dir, p.strip()) for p in cell.split(";") if p.strip()]
                     for driver in drivers:

@@ -14,7 +14,7 @@ from typing import Any
 
 from reseal import __version__
 from reseal.errors import BadInput
-from reseal.fileio import private_write
+from reseal.fileio import private_dirs, private_write
 from reseal.operations.base import Change, IdentityValue, RunLog
 
 REPORT_FORMAT = "reseal-report/1"
@@ -61,7 +61,7 @@ class RunReport:
         return json.dumps(asdict(self), indent=2) + "\n"
 
     def write(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
+        private_dirs(path.parent)
         private_write(path, self.to_json().encode())
 
     @classmethod

@@ -40,6 +40,7 @@ class RunSettings:
     only: list[str] | None = None  # exactly these operations (overrides defaults)
     options: dict[str, Any] = field(default_factory=dict)  # op name -> options dataclass
     allow_unclean_ntfs: bool = False
+    allowed_backing: tuple[Path, ...] = ()  # backing files a qcow2/vmdk target may use
 
 
 @dataclass
@@ -174,6 +175,7 @@ def run_generalize(
         writable=not dry_run,
         dry_run=dry_run,
         allow_unclean_ntfs=settings.allow_unclean_ntfs,
+        allowed_backing=settings.allowed_backing,
         journal=journal,
         listener=file_changes.append,
     )

@@ -1,4 +1,6 @@
-"""Undo a run: put back every file the journal recorded, newest first, byte for byte."""
+"""Undo a run: put back every file the journal recorded, newest first, byte for byte, each as
+the object it was (a file with its holes, a symbolic link as its link text). The journal is
+checked first (ours, writable by nobody else, blob names its own)."""
 
 from __future__ import annotations
 
@@ -24,14 +26,18 @@ class UndoResult:
     disk_regions_restored: int = 0  # LVM metadata, GPT headers, MBR signature
 
 
-def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False
-             ) -> UndoResult:
+def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: bool = False,
+             allowed_backing: tuple[Path, ...] = ()) -> UndoResult:
     if not (journal_dir / "entries.jsonl").is_file():
         raise BadInput(f"{journal_dir}: not a reseal undo journal (no entries.jsonl)")
     entries = list(read_entries(journal_dir))
     journal = Journal(journal_dir)
+    for entry in entries:  # every blob checked before the target is opened for writing
+        if entry.blob is not None:
+            journal.blob_path(entry)
     restored = removed = dirs = attributes = 0
-    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs)
+    options = OpenOptions(writable=True, allow_unclean_ntfs=allow_unclean_ntfs,
+                          allowed_backing=allowed_backing)
     with open_target(target_path, options) as target:
         volumes = {v.key: v for v in target.volumes}
         uuid_entries = [e for e in entries if e.kind == "fs-uuid"]
@@ -71,9 +77,8 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                     dirs += 1
                 continue
             if entry.existed:
-                fs.restore_from_journal(
-                    entry.path, journal.blob_bytes(entry), entry.mode, entry.uid, entry.gid
-                )
+                fs.restore_copy(entry.path, journal.blob_path(entry), entry.mode, entry.uid,
+                                entry.gid)
                 restored += 1
             else:
                 fs.restore_from_journal(entry.path, None, None, None, None)

@@ -9,6 +9,7 @@ validation error can point at `file:line:column`.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,6 +23,7 @@ MAX_FILE_BYTES = 1 << 20  # 1 MiB: an answer file for thousands of machines fits
 MAX_ALIASES = 200  # `*name` references in one file
 MAX_EXPANDED_NODES = 200_000  # nodes visited after alias expansion
 MAX_DEPTH = 64
+MAX_NUMBER_CHARS = 40  # a seed is at most 20 digits; nothing here needs more
 
 _CORE = "tag:yaml.org,2002:"
 _SCALAR_TAGS = {f"{_CORE}{name}" for name in ("str", "int", "float", "bool", "null", "timestamp")}
@@ -89,9 +91,12 @@ class _Counter:
 
 
 class _CountingLoader(yaml.SafeLoader):
-    """SafeLoader that only composes (never constructs) and counts alias references."""
+    """SafeLoader that only composes (never constructs), counts alias references and bounds
+    the nesting depth while composing (PyYAML's composer recurses once per level, so a file
+    nested thousands deep would otherwise end in RecursionError)."""
 
     alias_count: int = 0
+    depth: int = 0
 
     def compose_node(self, parent: yaml.Node | None, index: int) -> yaml.Node | None:
         if self.check_event(yaml.AliasEvent):
@@ -102,7 +107,16 @@ class _CountingLoader(yaml.SafeLoader):
                     problem=f"more than {MAX_ALIASES} aliases: refused as a possible alias bomb",
                     problem_mark=event.start_mark,
                 )
-        return super().compose_node(parent, index)
+        self.depth += 1
+        try:
+            if self.depth > MAX_DEPTH + 1:
+                raise yaml.MarkedYAMLError(
+                    problem=f"nested deeper than {MAX_DEPTH} levels",
+                    problem_mark=self.peek_event().start_mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self.depth -= 1
 
 
 def _mark(node: yaml.Node) -> Mark:
@@ -114,29 +128,33 @@ def _show_tag(tag: str) -> str:
 
 
 def read_limited(path: Path, limit: int = MAX_FILE_BYTES, what: str = "answer file") -> bytes:
-    """Read a small input file; a file over `limit` is refused before any byte is parsed."""
+    """Read a small input file; a file over `limit` is refused before any byte is parsed.
+    Only a regular file is read: a FIFO would block, a device never end."""
+    from reseal.fileio import open_regular
+
     try:
-        with open(path, "rb") as handle:
-            size = _fstat_size(handle.fileno())
-            if size > limit:
-                raise BadInput(
-                    f"{path}: {what} is {size} bytes, over the {limit} byte limit; "
-                    "split it or use machines_csv for large machine tables"
-                )
-            data = handle.read(limit + 1)
+        fd = open_regular(path, what=what, follow=True)
     except OSError as exc:
         raise BadInput(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
-    if len(data) > limit:  # a pipe or a growing file
-        raise BadInput(f"{path}: {what} is over the {limit} byte limit")
-    return data
-
-
-def _fstat_size(fd: int) -> int:
-    import os
-    import stat
-
-    st = os.fstat(fd)
-    return st.st_size if stat.S_ISREG(st.st_mode) else 0
+    try:
+        size = os.fstat(fd).st_size
+        if size > limit:
+            raise BadInput(
+                f"{path}: {what} is {size} bytes, over the {limit} byte limit; "
+                "split it or use machines_csv for large machine tables"
+            )
+        chunks = []
+        total = 0
+        while chunk := os.read(fd, 1 << 16):
+            total += len(chunk)
+            if total > limit:  # a file that grows while it is read
+                raise BadInput(f"{path}: {what} is over the {limit} byte limit")
+            chunks.append(chunk)
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read {what}: {exc.strerror or exc}") from exc
+    finally:
+        os.close(fd)
+    return b"".join(chunks)
 
 
 def load_yaml(path: Path, *, display: str | None = None) -> YNode | None:
@@ -186,8 +204,16 @@ def _convert(node: yaml.Node, name: str, path: str, counter: _Counter, depth: in
             return YScalar(None, mark)
         if node.tag == f"{_CORE}timestamp":
             return YScalar(str(node.value), mark)
+        if node.tag == f"{_CORE}int" and len(node.value) > MAX_NUMBER_CHARS:
+            counter.errors.append(f"{where}: a number of {len(node.value)} characters; "
+                                  f"numbers here have at most {MAX_NUMBER_CHARS}")
+            return YScalar(None, mark)
         constructor = yaml.constructor.SafeConstructor()
-        return YScalar(constructor.construct_object(node, deep=True), mark)
+        try:
+            return YScalar(constructor.construct_object(node, deep=True), mark)
+        except (ValueError, OverflowError) as exc:
+            counter.errors.append(f"{where}: {node.value[:40]!r} cannot be read: {exc}")
+            return YScalar(None, mark)
     if isinstance(node, yaml.SequenceNode):
         if node.tag != f"{_CORE}seq":
             counter.errors.append(f"{where}: tag {_show_tag(node.tag)} is not allowed: "

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import os
+import stat
 import struct
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -812,12 +814,20 @@ class Hive:
 
 
 def keep_original(original: Path, keep: Path) -> None:
-    """Keep the first version of `original` as `keep` (same bytes, same mode and owner).
+    """Keep the first version of `original` as `keep`: same bytes, same mode and owner (a
+    SAM's copy holds the same password hashes, so it is never readable by more users than the
+    SAM; a copy left wider by an earlier version is narrowed).
 
     A hard link costs nothing: the save that follows replaces `original` by a rename, so the
     old inode lives on under the second name. Where links are not possible, a copy is made.
     """
-    if not original.exists() or keep.exists() or keep.is_symlink():
+    if not original.exists() or keep.is_symlink():
+        return
+    st = original.stat()
+    mode = stat.S_IMODE(st.st_mode)
+    if keep.exists():
+        if stat.S_IMODE(keep.stat().st_mode) & ~mode:
+            os.chmod(keep, stat.S_IMODE(keep.stat().st_mode) & mode)
         return
     try:
         os.link(original, keep, follow_symlinks=False)
@@ -825,8 +835,9 @@ def keep_original(original: Path, keep: Path) -> None:
     except OSError as exc:
         if exc.errno not in (errno.EPERM, errno.EXDEV, errno.EMLINK, errno.ENOTSUP, errno.EOPNOTSUPP):
             raise
-    mode = original.stat().st_mode & 0o7777
     atomic_write(keep, original.read_bytes(), mode=mode)
+    with contextlib.suppress(OSError):
+        os.chown(keep, st.st_uid, st.st_gid)
 
 
 def split_path(path: str) -> list[str]:
