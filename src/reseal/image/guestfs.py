@@ -256,7 +256,7 @@ class GuestFS:
         if self.listener is not None:
             self.listener(change)
 
-    def write_bytes(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+    def write_bytes(self, path: str, data: bytes | memoryview, *, mode: int | None = None) -> None:
         """Replace (or create) a file atomically, recording its old content for undo."""
         self._check_writable(path)
         host = self.resolve(path)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reseal.domain.membership import DomainMembership as DomainMembership
 from reseal.image.fstab import FstabEntry
 
 # part of the report, defined beside the check that fills them in
@@ -77,6 +78,7 @@ class LinuxReport:
     boot_loaders: list[BootLoader] = field(default_factory=list)
     fstab: list[FstabEntry] = field(default_factory=list)
     mounted_below_root: dict[str, str] = field(default_factory=dict)  # mount point -> volume
+    domain: DomainMembership | None = None  # keytab, Samba secrets, SSSD state
     absent: list[str] = field(default_factory=list)
 
 

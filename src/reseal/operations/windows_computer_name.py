@@ -20,7 +20,7 @@ from reseal.registry import Key
 from reseal.windows.hives import HiveSet, LoadedHive, control_sets, explain, hive_set
 from reseal.windows.names import random_computer_name, validate_computer_name
 from reseal.windows.sam import decode_policy_name, encode_policy_name
-from reseal.windows.traces import STRING_TYPES, TracePattern
+from reseal.windows.traces import STRING_TYPES, TracePattern, candidates
 
 ORDER = 30
 REG_SZ = 1
@@ -150,8 +150,10 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
     any_word = re.compile("|".join(w.pattern for w in words), re.IGNORECASE)
     for loaded in hives.every_hive():
         changed = False
-        for key in loaded.hive.walk():
-            values = key.values()
+        found = candidates(loaded.hive, patterns)  # only where an old name's bytes occur
+        for candidate in found.keys:
+            key = candidate.key
+            values = candidate.values
             named = [v.name for v in values if any_word.search(v.name)]
             for value in values:
                 raw = value.raw

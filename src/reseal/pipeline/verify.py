@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reseal.domain.membership import scan_domain_traces
 from reseal.image.model import LinuxSystem
 from reseal.image.target import Target
 from reseal.operations.linux_leftovers import scan_linux_leftovers
@@ -37,6 +38,9 @@ def scan_leftovers(target: Target, report: RunReport, *, deep: bool = False) -> 
             for lhit in scan_linux_leftovers(system.fs, old):
                 hits.append(LeftoverHit(label, lhit.where, lhit.what, lhit.match,
                                         lhit.where in notes))
+            for trace in scan_domain_traces(system.fs, old):  # keytab entries, secrets.tdb
+                hits.append(LeftoverHit(label, trace.where, trace.what, trace.match,
+                                        trace.where in notes))
         else:
             from reseal.pipeline.verify_windows import windows_hits
 
