@@ -10,7 +10,6 @@ The raw-disk scan is `reseal.windows.deepscan`.
 
 from __future__ import annotations
 
-import inspect
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -109,11 +108,8 @@ def _regback(system: WindowsSystem, old: dict[str, str]) -> list[FileTrace]:
 
 
 def _scan_with_free_space(loaded: list[LoadedHive], old: dict[str, str]) -> list[Any]:
-    """The hive scan, free cells and cell slack included where the scanner offers them (the
-    registry engine that zero-fills them at commit also finds what is left there)."""
-    if "unused" in inspect.signature(scan_hives).parameters:
-        return list(scan_hives(loaded, old, unused=True))  # type: ignore[call-arg,unused-ignore]
-    return list(scan_hives(loaded, old))
+    """The hive scan, free cells and cell slack included (a copy there is a trace too)."""
+    return list(scan_hives(loaded, old, unused=True))
 
 
 def _acls(fs: GuestFS, prefix: str, old_sid: Sid) -> list[FileTrace]:
