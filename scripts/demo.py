@@ -5,12 +5,12 @@
 2. `reseal inspect` of the Linux qcow2 master: the identity every clone starts with.
 3. `reseal batch answerfiles/demo.yaml`: five qcow2 overlay clones with distinct identities.
 4. `reseal inspect --json` of each clone, summarised: every hostname and machine-id differs.
-5. `reseal audit images`: two raw copies of the master collide on every identity (exit 3);
-   the generalized clones share none at medium or high severity (exit 0). HTML reports are
-   written beside them.
-6. Windows: a domain-member sample built from the real hives in ../shared/fixtures where present
+5. Windows: a domain-member sample built from the real hives in ../shared/fixtures where present
    (the project's synthetic hives otherwise, said so), a clone generalized, old and new identity
    side by side, and `reseal verify` clean.
+6. `reseal audit images`: two raw copies of the master collide on every identity (exit 3);
+   the generalized clones share none at medium or high severity (exit 0). HTML reports are
+   written beside them.
 """
 
 from __future__ import annotations
@@ -72,15 +72,16 @@ def main() -> int:
     step("each clone, inspected")
     rows = []
     for clone in sorted((OUT / "clones").glob("*.qcow2")):
-        info = json.loads(run([*RESEAL, "inspect", "--json", str(clone)]).stdout)
+        info = json.loads(run([*RESEAL, "inspect", "--json", "--allow-backing", str(master),
+                               str(clone)]).stdout)
         for system in info.get("linux", []):
             rows.append((clone.name, system.get("hostname"), system.get("machine_id")))
     for name, hostname, machine_id in rows:
         print(f"{name:20} {hostname!s:12} {machine_id}")
     distinct = len({r[1] for r in rows}) == len(rows) and len({r[2] for r in rows}) == len(rows)
     print(f"\n{len(rows)} clones, identities distinct: {'yes' if distinct else 'NO'}")
-    audited = audit(sorted((OUT / "clones").glob("*.qcow2")))
     windows_ok = windows_demo()
+    audited = audit(sorted((OUT / "clones").glob("*.qcow2")))
     return 0 if rows and distinct and audited and windows_ok else 1
 
 
