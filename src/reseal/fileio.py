@@ -9,13 +9,15 @@ import contextlib
 import ctypes
 import errno
 import os
-import secrets
 import stat
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from reseal.errors import Refused
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (10 ms at start-up)
+if TYPE_CHECKING:
+    from typing import Any
 
 TEMP_PREFIX = ".reseal-tmp-"
 # Attributes that carry NTFS ACLs and attributes through ntfs-3g; not always listed by listxattr.
@@ -86,7 +88,7 @@ def _copy_metadata(src_fd: int, dst_fd: int) -> None:
             os.setxattr(dst_fd, name, value)
 
 
-def atomic_write(path: Path, data: bytes, *, mode: int | None = None) -> None:
+def atomic_write(path: Path, data: bytes | memoryview, *, mode: int | None = None) -> None:
     """Replace `path` with `data` atomically, keeping mode, owner and xattrs of the old file.
 
     `path` must already be a safe host path (no symlink as last component).
@@ -116,7 +118,7 @@ def atomic_copy(path: Path, source: Path, *, mode: int | None = None,
 
 def _atomic_replace(path: Path, fill: Callable[[int], object], mode: int | None) -> None:
     directory = path.parent
-    tmp = directory / f"{TEMP_PREFIX}{secrets.token_hex(6)}"
+    tmp = directory / f"{TEMP_PREFIX}{os.urandom(6).hex()}"
     old_fd: int | None = None
     try:
         st = os.lstat(path)

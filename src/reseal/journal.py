@@ -48,9 +48,11 @@ class JournalEntry:
     # "symlink" (a link the run replaced or removed; old_value holds its text, never what it
     # names), "xattr" (an extended attribute such as system.ntfs_acl changed; blob holds its
     # old value), "fs-uuid" (the volume's file-system UUID was changed; path holds the file
-    # system type) or "disk-bytes" (raw disk bytes outside any file system, e.g. LVM metadata
-    # or a GPT header; path holds the byte offset on the disk, blob the old bytes)
-    old_value: str | None = None  # fs-uuid: the old UUID; xattr: its name; symlink: link text
+    # system type), "disk-bytes" (raw disk bytes outside any file system, e.g. LVM metadata
+    # or a GPT header; path holds the byte offset on the disk, blob the old bytes) or "rename"
+    # (path is the new name; old_value the path before the run)
+    old_value: str | None = None  # fs-uuid: the old UUID; xattr: its name; symlink: link text;
+    # rename: the old path
 
 
 class Journal:
@@ -162,6 +164,11 @@ class Journal:
 
     def record_removed_dir(self, volume: str, guest_path: str, mode: int) -> None:
         self._append(JournalEntry(volume, guest_path, True, None, mode, None, None, kind="rmdir"))
+
+    def record_rename(self, volume: str, old_path: str, new_path: str) -> None:
+        """Before a file or directory is renamed: undo renames `new_path` back to `old_path`."""
+        self._append(JournalEntry(volume, new_path, True, None, None, None, None, kind="rename",
+                                  old_value=old_path))
 
     def record_fs_uuid(self, volume: str, fstype: str, old_uuid: str) -> None:
         """Before a file system gets a new UUID: undo sets `old_uuid` back."""

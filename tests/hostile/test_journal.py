@@ -57,13 +57,23 @@ def test_absolute_link_is_journaled_as_a_link(tmp_path: Path, state_env: dict[st
     canary.assert_untouched()
     run_dir = _run_dir(tmp_path)
     assert_not_leaked(canary.token, [run_dir, root])
-    recorded = [e for e in _entries(run_dir / "journal") if e["path"] == guest]
-    assert recorded and recorded[0]["kind"] == "symlink"
-    assert recorded[0]["old_value"] == str(canary.path)
+    entries = _entries(run_dir / "journal")
+    in_image = root / str(canary.path).lstrip("/")
+    if link.is_symlink() and os.readlink(link) == str(canary.path):
+        # The operation edited the file the link names, as the guest would: the file inside
+        # the image, never the host's. The journal holds that file's old bytes.
+        recorded = [e for e in entries if e["path"] == str(canary.path)]
+        assert recorded and recorded[0]["kind"] == "file"
+    else:
+        # The operation replaced or removed the link itself: the journal keeps its text.
+        recorded = [e for e in entries if e["path"] == guest]
+        assert recorded and recorded[0]["kind"] == "symlink"
+        assert recorded[0]["old_value"] == str(canary.path)
 
     undo = run_reseal(["undo", root, run_dir / "journal"], env=state_env)
     assert undo.returncode == 0, undo.stderr
     assert link.is_symlink() and os.readlink(link) == str(canary.path)
+    assert in_image.read_text() == inside
     canary.assert_untouched()
     assert_not_leaked(canary.token, [root])
 

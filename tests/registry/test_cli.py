@@ -69,3 +69,24 @@ def test_check_reports_first_fault(hives_dir: Path, tmp_path: Path) -> None:
     shutil.copy(src, tmp_path / "W")
     result = _run("check", str(tmp_path / "W"))
     assert result.returncode == 1 and "not sorted" in result.stdout and "offset 0x" in result.stdout
+
+
+def test_first_save_keeps_the_original_bytes_and_mode(tmp_path: Path) -> None:
+    """The original (and each log) stays as NAME.reseal-orig with its bytes and mode (a SAM is
+    0600); later saves keep that first version."""
+    import os
+
+    path = _small_hive(tmp_path)
+    log = tmp_path / "SYSTEM.LOG1"
+    log.write_bytes(b"old log bytes")
+    os.chmod(path, 0o600)
+    os.chmod(log, 0o600)
+    original = path.read_bytes()
+    assert _run("set", str(path), "Control\\ComputerName", "ComputerName", "--type", "REG_SZ", "--data", "A").returncode == 0
+    assert _run("set", str(path), "Control\\ComputerName", "ComputerName", "--type", "REG_SZ", "--data", "B").returncode == 0
+    keep = tmp_path / "SYSTEM.reseal-orig"
+    assert keep.read_bytes() == original and (keep.stat().st_mode & 0o777) == 0o600
+    assert (tmp_path / "SYSTEM.LOG1.reseal-orig").read_bytes() == b"old log bytes"
+    assert (tmp_path / "SYSTEM.LOG1.reseal-orig").stat().st_mode & 0o777 == 0o600
+    assert log.stat().st_size == 0 and (path.stat().st_mode & 0o777) == 0o600
+    assert Hive.open(path).key("Control\\ComputerName").value("ComputerName").data == "B"  # type: ignore[union-attr]

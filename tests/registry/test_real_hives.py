@@ -13,6 +13,7 @@ from hivetools import BROKEN, FAULTY, all_hives, copy_hive, good_hives
 from reseal.errors import ResealError
 from reseal.registry import Hive, RegType
 from reseal.registry.check import check_hive
+from reseal.registry.scrub import scrub
 
 pytestmark = pytest.mark.skipif(shutil.which("hivexregedit") is None, reason="hivexregedit (libhivex-bin, libwin-hivex-perl) not installed")
 
@@ -71,7 +72,10 @@ def test_edit_commit_three_readers_agree(rel: str, hives_dir: Path, tmp_path: Pa
     path = copy_hive(hives_dir / rel, tmp_path)
     hive = Hive.open(path)
     tree = oracles.ours(hive)
+    hive.index().build()  # before the edits: the scrub must still know what they wrote
     classes = _apply_edits(hive, tree)
+    scrub(hive)  # free cells and slack zero-filled, as a generalize commit does
+    assert scrub(hive)[:2] == (0, 0)  # nothing left outside live data
     hive.save(path)
     assert (path.parent / (path.name + ".reseal-orig")).exists()
     for log in path.parent.glob(path.name + ".LOG*"):

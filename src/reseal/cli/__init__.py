@@ -28,6 +28,7 @@ COMMAND_MODULES = (
     "batch_cmd",
     "drivers_cmd",
     "hive_cmd",
+    "domain_cmd",
     "audit_cmd",
 )
 

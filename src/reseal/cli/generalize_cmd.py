@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.domain_cmd import add_join_arguments, domain_from_args
 from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.cli.output import print_report
 from reseal.errors import BadInput
@@ -53,6 +54,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                              "of a clone); refused without this flag")
     add_allow_backing(parser)
     parser.add_argument("--json", action="store_true", help="print the report as JSON")
+    add_join_arguments(parser)
     parser.set_defaults(handler=run)
 
 
@@ -71,6 +73,8 @@ def settings_from_args(args: argparse.Namespace) -> RunSettings:
         machine_sid=args.machine_sid or request.machine_sid,
         machine_id=args.machine_id or request.machine_id,
         seed=args.seed if args.seed is not None else request.seed,
+        domain=domain_from_args(args, request.domain),
+        firstboot=request.firstboot,
     )
     if args.operations is not None:
         settings.only = args.operations

@@ -5,15 +5,26 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
-from typing import Any
 
 from reseal.errors import BadInput
-from reseal.formatting import print_json, terminal_safe
 from reseal.registry import Hive, RegType
-from reseal.registry.check import check_hive
 from reseal.registry.nodes import Key, Value
-from reseal.registry.regfile import export, import_text
 from reseal.registry.types import ValueData, parse_type
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (10 ms at start-up)
+if TYPE_CHECKING:
+    from typing import Any
+
+# `hive set` of one value should cost little more than reading and writing the file: modules
+# only some actions need (JSON output, .reg text, the structural check) are imported there.
+
+
+def terminal_safe(value: object) -> str:
+    """`reseal.formatting.terminal_safe`, imported when first needed (formatting pulls in
+    dataclasses, json and typing: a tenth of `hive set`'s start-up)."""
+    from reseal.formatting import terminal_safe as safe
+
+    return safe(value)
 
 
 def register(subparsers: Any) -> None:
@@ -86,6 +97,8 @@ def _get(args: argparse.Namespace) -> int:
             raise BadInput(f"value {args.value!r} not found under {args.key!r}")
         record = _value_record(value)
         if args.json:
+            from reseal.formatting import print_json
+
             print_json(record)
         else:
             data = record["data"]
@@ -96,6 +109,8 @@ def _get(args: argparse.Namespace) -> int:
     values = [_value_record(v) for v in key.values()]
     written = key.last_written.isoformat()
     if args.json:
+        from reseal.formatting import print_json
+
         print_json({"path": key.path, "class_name": key.class_name, "last_written": written, "subkeys": subkeys, "values": values})
     else:
         print(f"[{terminal_safe(key.path) or '<root>'}]  written {written}")
@@ -152,12 +167,16 @@ def _delete(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
+    from reseal.registry.regfile import export
+
     hive = _open(args.hive)
     sys.stdout.write(export(hive, _key(hive, args.key)))
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
+    from reseal.registry.regfile import import_text
+
     try:
         raw = args.regfile.read_bytes()
     except OSError as exc:
@@ -170,6 +189,8 @@ def _import(args: argparse.Namespace) -> int:
 
 
 def _check(args: argparse.Namespace) -> int:
+    from reseal.registry.check import check_hive
+
     if not args.hive.is_file():
         raise BadInput(f"hive file not found: {args.hive}")
     try:

@@ -38,7 +38,7 @@ class FileChange:
 
     volume: str
     path: str
-    action: str  # "write", "create", "remove", "mkdir", "rmdir", "xattr"
+    action: str  # "write", "create", "remove", "mkdir", "rmdir", "xattr", "rename"
     old_size: int | None
     new_size: int | None
 
@@ -267,7 +267,7 @@ class GuestFS:
         if self.before_write is not None:
             self.before_write(host)
 
-    def write_bytes(self, path: str, data: bytes, *, mode: int | None = None) -> None:
+    def write_bytes(self, path: str, data: bytes | memoryview, *, mode: int | None = None) -> None:
         """Replace (or create) a file atomically, recording its old content for undo."""
         self._check_writable(path)
         host = self.resolve(path)
@@ -367,6 +367,34 @@ class GuestFS:
         os.rmdir(host)
         fsync_directory(host.parent)
         return True
+
+    def rename(self, path: str, new_name: str) -> str:
+        """Rename a file or directory within its directory (journaled: undo renames it back);
+        returns the new guest path. Refuses a name that exists or leaves the directory."""
+        self._check_writable(path)
+        if not new_name or "/" in new_name or new_name in (".", ".."):
+            raise ResealError(f"{path}: {new_name!r} is not a file name")
+        host = self.resolve(path, follow_last=False)
+        target = host.parent / new_name
+        if not os.path.lexists(host):
+            raise ResealError(f"{path}: does not exist in the image")
+        if os.path.lexists(target):
+            raise ResealError(f"{path}: cannot rename to {new_name!r}, which exists already")
+        guest = self.guest_path_of(host)
+        new_guest = self.guest_path_of(target)
+        self._notify(FileChange(self.key, guest, "rename", None, None))
+        if self.dry_run:
+            return new_guest
+        if self.journal is not None:
+            self.journal.record_rename(self.key, guest, new_guest)
+        os.rename(host, target)
+        fsync_directory(host.parent)
+        return new_guest
+
+    def undo_rename(self, new_guest: str, old_guest: str) -> None:
+        """Undo helper: give a renamed entry its old name back."""
+        host = self.resolve(new_guest, follow_last=False)
+        os.rename(host, self.resolve(old_guest, follow_last=False))
 
     def symlink(self, path: str, target: str) -> None:
         """Create (or replace) a symlink inside the image; the link text is not resolved."""

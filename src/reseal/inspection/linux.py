@@ -6,6 +6,7 @@ from __future__ import annotations
 import re
 import shlex
 
+from reseal.domain.membership import read_membership
 from reseal.errors import ResealError
 from reseal.image.fstab import parse_fstab
 from reseal.image.guestfs import GuestFS
@@ -51,6 +52,7 @@ def inspect_linux(system: LinuxSystem, disk: RawDisk | None = None) -> LinuxRepo
     fstab = _read(fs, "/etc/fstab", report)
     if fstab is not None:
         report.fstab = parse_fstab(fstab)
+    report.domain = read_membership(fs, report.hostname)
     return report
 
 

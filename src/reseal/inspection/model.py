@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from reseal.domain.membership import DomainMembership as DomainMembership
 from reseal.image.fstab import FstabEntry
 
 # part of the report, defined beside the check that fills them in
@@ -45,6 +46,9 @@ class WindowsReport:
     sam_sid: str | None = None
     security_sid: str | None = None
     machine_guid: str | None = None
+    membership: str | None = None  # "domain NAME (SID, DNS name)" or "workgroup NAME"
+    machine_secret: str | None = None  # "$MACHINE.ACC present, set <time>" (never the secret)
+    cached_logons: int | None = None
     absent: list[str] = field(default_factory=list)  # what could not be read, and why
 
 
@@ -74,6 +78,7 @@ class LinuxReport:
     boot_loaders: list[BootLoader] = field(default_factory=list)
     fstab: list[FstabEntry] = field(default_factory=list)
     mounted_below_root: dict[str, str] = field(default_factory=dict)  # mount point -> volume
+    domain: DomainMembership | None = None  # keytab, Samba secrets, SSSD state
     absent: list[str] = field(default_factory=list)
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from reseal.formatting import format_table, terminal_safe
 from reseal.inspection.model import (
+    DomainMembership,
     InspectReport,
     LiloState,
     LinuxReport,
@@ -80,7 +81,8 @@ def _windows(win: WindowsReport) -> list[str]:
         ("boot control set", f"ControlSet{win.control_set:03d}" if win.control_set else None),
         ("computer name", win.computer_name), ("machine SID (SAM)", win.sam_sid),
         ("machine SID (SECURITY)", win.security_sid), ("MachineGuid", win.machine_guid),
-        ("hives", hives),
+        ("membership", win.membership), ("machine account secret", win.machine_secret),
+        ("cached domain logons", win.cached_logons), ("hives", hives),
     ])
     lines += [f"  absent: {terminal_safe(item)}" for item in win.absent]
     return lines
@@ -104,6 +106,30 @@ def _lilo(state: LiloState) -> list[tuple[str, object]]:
     return pairs
 
 
+def domain_lines(member: DomainMembership) -> list[tuple[str, object]]:
+    pairs: list[tuple[str, object]] = [("domain realm", member.realm),
+                                       ("machine account", member.machine_principal)]
+    if member.kvnos:
+        pairs.append(("keytab kvno", ", ".join(map(str, member.kvnos))))
+    if member.belongs_to:
+        pairs.append(("belongs to", member.belongs_to))
+    for tab in member.keytabs:
+        text = tab.error or f"{len(tab.principals)} principals ({', '.join(tab.enctypes)})"
+        pairs.append(("keytab", f"{tab.path}: {text}"))
+    for store in member.samba:
+        text = store.error or ("machine password for " + ", ".join(
+            store.machine_password_domains) if store.machine_password_domains else
+            "no machine password")
+        pairs.append(("samba secrets", f"{store.path}: {text}"))
+    if member.sssd_domains:
+        pairs.append(("sssd domains", ", ".join(member.sssd_domains)))
+    if member.caches:
+        pairs.append(("domain caches", f"{len(member.caches)} files"))
+    if member.first_boot_join:
+        pairs.append(("first boot", member.first_boot_join))
+    return pairs
+
+
 def _linux(lin: LinuxReport) -> list[str]:
     pairs: list[tuple[str, object]] = [
         ("distribution", lin.os_name), ("version", lin.os_version), ("hostname", lin.hostname),
@@ -119,6 +145,8 @@ def _linux(lin: LinuxReport) -> list[str]:
         pairs.append(("boot loader", None))
     for mountpoint, volume in lin.mounted_below_root.items():
         pairs.append(("mounted", f"{volume} at {mountpoint}"))
+    if lin.domain is not None:
+        pairs += domain_lines(lin.domain)
     lines = _block(f"Linux on {lin.volume}", pairs)
     if lin.fstab:
         lines.append("  fstab:")

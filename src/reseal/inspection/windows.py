@@ -15,6 +15,8 @@ from reseal.image.model import WindowsSystem
 from reseal.image.workdirs import work_dir
 from reseal.inspection.model import WindowsReport
 from reseal.inspection.sids import sam_account_domain_sid, sid_to_string
+from reseal.registry import Hive
+from reseal.windows.domain import read_domain_state
 
 HIVE_NAMES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
 HIVE_READ_LIMIT = 512 << 20
@@ -78,7 +80,31 @@ def inspect_windows(system: WindowsSystem) -> WindowsReport:
         _software_facts(hives.get("SOFTWARE"), report)
         _sam_facts(hives.get("SAM"), report)
         _security_facts(hives.get("SECURITY"), report)
+        _domain_facts(system, report)
     return report
+
+
+def _domain_facts(system: WindowsSystem, report: WindowsReport) -> None:
+    """Membership as SECURITY's LSA policy records it (read with reseal's own hive reader,
+    which also decodes the LSA secret keys; no secret value is ever read)."""
+    guest = report.hive_paths.get("SECURITY")
+    if guest is None:
+        return
+    try:
+        security = Hive.from_bytes(system.fs.read_bytes(guest, limit=HIVE_READ_LIMIT),
+                                   name="SECURITY")
+        state = read_domain_state(security)
+    except ResealError as exc:
+        report.absent.append(f"SECURITY domain membership: {exc}")
+        return
+    report.membership = state.describe()
+    if state.machine_secret:
+        when = state.machine_secret_changed
+        report.machine_secret = "$MACHINE.ACC present" + (
+            f", set {when:%Y-%m-%d %H:%M:%S} UTC" if when else "")
+    else:
+        report.machine_secret = "none"
+    report.cached_logons = state.cached_logons
 
 
 @contextlib.contextmanager

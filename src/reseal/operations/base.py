@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from reseal.domain.settings import DomainSettings, FirstBootSettings
 from reseal.image.model import OSFamily, System
 from reseal.image.target import Target
 
@@ -35,6 +36,8 @@ class IdentityRequest:
     machine_sid: str | None = None  # "S-1-5-21-a-b-c" or "random"
     machine_id: str | None = None  # Linux: 32 hex digits; None = empty for first boot
     seed: int | None = None  # deterministic random values (tests, reproducible batches)
+    domain: DomainSettings | None = None  # join the clone to this AD domain
+    firstboot: FirstBootSettings | None = None  # what the clone does on its first boot
 
 
 @dataclass(frozen=True)

@@ -1,11 +1,37 @@
 """windows-clone-ids: the identities clones must not share, other than SID and name.
 
-SOFTWARE: Cryptography `MachineGuid` (new, lower case, no braces), SQMClient `MachineId` (new,
-braced upper case), WindowsUpdate `SusClientId`/`SusClientIdValidation` (removed: the client
-registers anew), Defender for Endpoint `senseGuid` (removed). SYSTEM, in every control set:
-Tcpip6 `Dhcpv6DUID` and per-interface `Dhcpv6Iaid` (removed), cached DHCPv4 leases under
-Tcpip interfaces (removed), IDConfigDB hardware-profile `HwProfileGuid` (new). The ConfigMgr
-client identity file `%SystemRoot%\\SMSCFG.INI` is removed (the client makes a new one).
+What Sysprep's generalize pass resets, researched item by item:
+
+* SOFTWARE Cryptography `MachineGuid` (new, lower case, no braces) and SQMClient `MachineId`
+  (new, braced upper case): Sysprep generalize deletes MachineId so each image gets its own
+  (Microsoft Windows support blog, "同じ SQMClient MachineID が使用されてしまう事象",
+  https://jpwinsup.github.io/blog/2023/01/11/Deployment/Sysprep/duplicatedMachineId/).
+* Windows Update / WSUS client identity: `SusClientId`, `SusClientIdValidation`, `PingID` and
+  `AccountDomainSid` under `Microsoft\\Windows\\CurrentVersion\\WindowsUpdate` are removed; the
+  WSUS documentation says imaged clients whose SusClientId was populated in the image do not
+  show in WSUS and that these values must be cleared so the client registers anew ("Client
+  Requirements", WSUS 3.0 SP2 deployment guide, https://technet.microsoft.com/library/dd939898).
+  Defender for Endpoint `senseGuid` is removed too.
+* KMS client machine ID (CMID): kept in the Software Protection trusted store
+  (`System32\\spp\\store`, signed and encrypted by the service), and reset by `slmgr /rearm`,
+  which `sysprep /generalize` calls ("The /rearm process is also called by sysprep
+  /generalize", https://learn.microsoft.com/windows-server/get-started/activation-slmgr-vbs-options).
+  No offline tool can rewrite that store, so the report says to run `slmgr.vbs /rearm` once on
+  the clone before it activates against a KMS host (KMS counts clones with one CMID as one).
+* Remote Desktop's self-signed certificate (subject = the old computer name) and its private
+  key are removed; Remote Desktop Services makes a new one at start (see
+  `reseal.windows.rdpcert`).
+* MSDTC: each transaction coordinator is identified by the CID keys under SOFTWARE
+  `Classes\\CID` (Description `MSDTC`, `MSDTCUIS`, `MSDTC TIP`, ...); coordinators with one CID
+  cannot talk to each other. Reinstalling MSDTC removes and recreates them (Microsoft
+  Distributed Services blog, "Instructions to reinstall the Microsoft Distributed Transaction
+  Coordinator (MSDTC) service",
+  http://blogs.msdn.com/b/distributedservices/archive/2009/04/01/instructions-to-reinstall-the-microsoft-distributed-transaction-coordinator-msdtc-service.aspx);
+  offline, each such key (and its `CID.Local` twin) gets a new GUID.
+* SYSTEM, in every control set: Tcpip6 `Dhcpv6DUID` and per-interface `Dhcpv6Iaid` (removed),
+  cached DHCPv4 leases under Tcpip interfaces (removed), IDConfigDB `HwProfileGuid` (new).
+* The ConfigMgr client identity file `%SystemRoot%\\SMSCFG.INI` is removed (the client makes a
+  new one).
 """
 
 from __future__ import annotations
@@ -13,10 +39,18 @@ from __future__ import annotations
 import random
 import uuid
 
+from reseal.errors import CorruptData
 from reseal.image.model import OSFamily, WindowsSystem
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.registry import Key
 from reseal.windows.hives import LoadedHive, control_sets, hive_set
+from reseal.windows.rdpcert import (
+    KEY_DIRS,
+    MAX_KEY_FILE,
+    RDP_STORE,
+    key_file_names_container,
+    parse_store_blob,
+)
 
 ORDER = 25  # before windows-computer-name, so the values it drops are not swept for the old name
 REG_SZ = 1
@@ -24,6 +58,8 @@ CRYPTOGRAPHY = "Microsoft\\Cryptography"
 SQM_CLIENT = "Microsoft\\SQMClient"
 WINDOWS_UPDATE = "Microsoft\\Windows\\CurrentVersion\\WindowsUpdate"
 SENSE = "Microsoft\\Windows Advanced Threat Protection"
+CLASSES_CID = ("Classes\\CID", "Classes\\CID.Local")
+SPP_STORE = "System32/spp/store"
 DHCP_LEASE_VALUES = (
     "DhcpIPAddress", "DhcpSubnetMask", "DhcpSubnetMaskOpt", "DhcpServer", "DhcpDefaultGateway",
     "DhcpNameServer", "DhcpDomain", "DhcpInterfaceOptions", "DhcpGatewayHardware",
@@ -65,6 +101,16 @@ def apply(ctx: OperationContext) -> None:
     if smscfg is not None and windows.fs.is_file(smscfg):
         windows.fs.remove(smscfg)
         ctx.change(smscfg, "remove", "ConfigMgr client identity")
+    if software is not None:
+        changed = _msdtc_cids(ctx, software, rng)
+        changed |= _rdp_certificate(ctx, software, windows)
+        if changed:
+            hives.mark_changed(software)
+    if windows.fs.find_path(f"{windows.system_root}/{SPP_STORE}") is not None:
+        ctx.note("KMS client machine ID (CMID): kept in the Software Protection store "
+                 f"({windows.system_root}/{SPP_STORE}), which no offline tool can rewrite; if "
+                 "this image activates against a KMS host, run `cscript slmgr.vbs /rearm` once "
+                 "on the clone (the reset sysprep /generalize performs) so KMS counts it apart")
 
 
 def _software_ids(ctx: OperationContext, software: LoadedHive, rng: random.Random) -> bool:
@@ -86,7 +132,8 @@ def _software_ids(ctx: OperationContext, software: LoadedHive, rng: random.Rando
         ctx.change(software.where(SQM_CLIENT, "MachineId"), "set", old_text, new_sqm)
         ctx.identity("sqm-machine-id", old_text, new_sqm)
     for path, names, identity in (
-        (WINDOWS_UPDATE, ("SusClientId", "SusClientIdValidation"), "sus-client-id"),
+        (WINDOWS_UPDATE, ("SusClientId", "SusClientIdValidation", "PingID", "AccountDomainSid"),
+         "sus-client-id"),
         (SENSE, ("senseGuid",), "sense-guid"),
     ):
         key = software.key(path)
@@ -100,6 +147,76 @@ def _software_ids(ctx: OperationContext, software: LoadedHive, rng: random.Rando
             key.delete_value(name)
             ctx.change(software.where(path, name), "remove", _shown(data), None)
     return changed
+
+
+def _msdtc_cids(ctx: OperationContext, software: LoadedHive, rng: random.Random) -> bool:
+    """MSDTC's CID keys get new GUIDs (the same new GUID under CID and CID.Local)."""
+    cid_root = software.key(CLASSES_CID[0])
+    if cid_root is None:
+        return False
+    changed = False
+    for key in cid_root.subkeys():
+        description = key.subkey("Description")
+        value = description.value("") if description is not None else None
+        text = value.data if value is not None else None
+        if not isinstance(text, str) or not text.upper().startswith("MSDTC"):
+            continue
+        new = "{" + str(_new_uuid(rng)) + "}"
+        old = key.name
+        for root in CLASSES_CID:
+            if software.key(f"{root}\\{old}") is not None:
+                software.hive.rename_key(f"{root}\\{old}", new)
+                ctx.change(software.where(f"{root}\\{old}"), "rename", old, new)
+        label = text.strip().lower().replace(" ", "-")
+        ctx.identity(f"{label}-cid", old.strip("{}"), new.strip("{}"))
+        changed = True
+    return changed
+
+
+def _rdp_certificate(ctx: OperationContext, software: LoadedHive, windows: WindowsSystem) -> bool:
+    """Remove Remote Desktop's self-signed certificate and its private key file."""
+    store = software.key(RDP_STORE)
+    if store is None:
+        return False
+    changed = False
+    for entry in store.subkeys():
+        blob = entry.value("Blob")
+        if blob is None:
+            continue
+        where = software.where(entry.path, "Blob")
+        try:
+            cert = parse_store_blob(blob.raw, where=where)
+        except CorruptData as exc:
+            ctx.warn(f"{exc}; left as it is")
+            continue
+        if not cert.self_signed:
+            ctx.note(f"{software.where(entry.path)}: a CA-issued Remote Desktop certificate "
+                     f"({cert.subject_cn}); left as it is")
+            continue
+        software.hive.delete_key(entry.path)
+        ctx.change(software.where(entry.path), "remove",
+                   f"self-signed Remote Desktop certificate CN={cert.subject_cn}")
+        changed = True
+        if cert.container:
+            _remove_key_file(ctx, windows, cert.container)
+    if changed:
+        ctx.note("Remote Desktop Services makes a new self-signed certificate at its next start")
+    return changed
+
+
+def _remove_key_file(ctx: OperationContext, windows: WindowsSystem, container: str) -> None:
+    fs = windows.fs
+    for directory in KEY_DIRS:
+        found = fs.find_path(directory)
+        if found is None or not fs.is_dir(found):
+            continue
+        for name in fs.listdir(found):
+            path = f"{found}/{name}"
+            if fs.is_symlink(path) or not fs.is_file(path) or fs.stat(path).st_size > MAX_KEY_FILE:
+                continue
+            if key_file_names_container(fs.read_bytes(path), container):
+                fs.remove(path)
+                ctx.change(path, "remove", "private key of the Remote Desktop certificate")
 
 
 def _shown(data: object) -> str:
@@ -161,7 +278,8 @@ def _remove_in_interfaces(ctx: OperationContext, hive: LoadedHive, interfaces: K
 
 OPERATION = Operation(
     name="windows-clone-ids",
-    description="New MachineGuid, SQM and hardware-profile GUIDs; drop WSUS, DHCP and DUID identities",
+    description="New MachineGuid, SQM, hardware-profile and MSDTC GUIDs; drop WSUS, DHCP and DUID "
+    "identities and Remote Desktop's self-signed certificate; say how to reset the KMS CMID",
     os=OSFamily.WINDOWS,
     default_enabled=True,
     apply=apply,

@@ -20,7 +20,7 @@ from reseal.registry import Key
 from reseal.windows.hives import HiveSet, LoadedHive, control_sets, explain, hive_set
 from reseal.windows.names import random_computer_name, validate_computer_name
 from reseal.windows.sam import decode_policy_name, encode_policy_name
-from reseal.windows.traces import STRING_TYPES, TracePattern
+from reseal.windows.traces import STRING_TYPES, TracePattern, candidates
 
 ORDER = 30
 REG_SZ = 1
@@ -147,10 +147,15 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
         return
     words = [re.compile(r"(?<![A-Za-z0-9-])" + re.escape(name) + r"(?![A-Za-z0-9-])", re.IGNORECASE)
              for name in old_names]
+    any_word = re.compile("|".join(w.pattern for w in words), re.IGNORECASE)
     for loaded in hives.every_hive():
         changed = False
-        for key in loaded.hive.walk():
-            for value in key.values():
+        found = candidates(loaded.hive, patterns)  # only where an old name's bytes occur
+        for candidate in found.keys:
+            key = candidate.key
+            values = candidate.values
+            named = [v.name for v in values if any_word.search(v.name)]
+            for value in values:
                 raw = value.raw
                 if not any(p.found_in_bytes(raw) for p in patterns):
                     continue
@@ -173,10 +178,35 @@ def _sweep(ctx: OperationContext, hives: HiveSet, old_names: list[str], new: str
                     changed = True
                 if any(p.found_in_bytes(new_raw) for p in patterns):
                     explain(ctx, loaded, key.path, value.name,
-                            "binary data holds the old computer name in a structure of unknown "
-                            "layout; left as it is")
+                            "string value holds the old computer name inside a longer word "
+                            "(not the name itself); left as it is" if value.type in STRING_TYPES
+                            else "binary data holds the old computer name in a structure of "
+                            "unknown layout; left as it is")
+            if named:
+                changed |= _rename_value_names(ctx, loaded, key, named, words, new)
         if changed:
             hives.mark_changed(loaded)
+
+
+def _rename_value_names(ctx: OperationContext, loaded: LoadedHive, key: Key, names: list[str],
+                        words: list[re.Pattern[str]], new: str) -> bool:
+    """Value names that hold the old name as a word (printer connections `\\\\OLD\\printer`)."""
+    renamed = False
+    for name in names:
+        value = key.value(name)
+        if value is None:
+            continue
+        new_name = value.name
+        for word in words:
+            new_name = word.sub(lambda m: new.upper() if m.group(0).isupper() else new, new_name)
+        if new_name == value.name or key.value(new_name) is not None:
+            continue
+        value_type, raw = value.type, value.raw
+        key.delete_value(value.name)
+        key.set_value(new_name, value_type, raw)
+        ctx.change(loaded.where(key.path, value.name), "rename", value.name, new_name)
+        renamed = True
+    return renamed
 
 
 def _replace_padded_ascii(raw: bytes, old: str, new: str) -> bytes:

@@ -15,9 +15,10 @@ from dataclasses import dataclass
 
 from reseal.image.model import OSFamily, WindowsSystem
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
+from reseal.registry.index import FREE_CELL
 from reseal.windows.hives import EXPLAINED_KEY, HiveSet, LoadedHive, hive_set
 from reseal.windows.sid import Sid, SidRewriter
-from reseal.windows.traces import TracePattern
+from reseal.windows.traces import TracePattern, candidates
 
 ORDER = 90
 MAX_WARNINGS = 50
@@ -42,6 +43,12 @@ class Hit:
     @property
     def what(self) -> str:
         return f"{self.identity} ({self.form})"
+
+    @property
+    def unused(self) -> bool:
+        """A copy in a free cell or in the slack of a cell: no reader sees it, a commit of the
+        hive zero-fills it."""
+        return self.form in ("free cell", "cell slack")
 
 
 @dataclass(frozen=True)
@@ -79,45 +86,98 @@ def _is_hex(text: str) -> bool:
     return all(c in "0123456789abcdefABCDEF" for c in text)
 
 
-def scan_hives(hives: Iterable[LoadedHive], old_identity: dict[str, str]) -> list[Hit]:
+def scan_hives(hives: Iterable[LoadedHive], old_identity: dict[str, str], *,
+               unused: bool = False) -> list[Hit]:
+    """Every trace of `old_identity` in key names, value names, value data and security
+    descriptors; with `unused`, also the copies left in free cells and cell slack (form
+    "free cell" / "cell slack"), which a commit zero-fills.
+
+    Each hive is searched once for all needles as bytes (`reseal.windows.traces.candidates`);
+    only the keys and values that hold a needle are decoded and checked.
+    """
     needles = _needles(old_identity)
     hits: list[Hit] = []
     if not needles:
         return hits
+    patterns = [needle.text for needle in needles]
+    binaries: list[bytes] = []
+    binary_owner: list[_Needle] = []
+    for needle in needles:
+        if needle.binary is not None:
+            binaries.append(needle.binary)
+            binary_owner.append(needle)
+        if needle.sid is not None:
+            binaries.append(needle.sid.old.to_bytes()[2:])  # authority and parts: every SID under it
+            binary_owner.append(needle)
     for loaded in hives:
-        for key in loaded.hive.walk():
-            for needle in needles:
-                if needle.text.found_in_text(key.name):
-                    hits.append(Hit(loaded.label, key.path, None, "key name", needle.identity,
-                                    needle.text.text))
-            for value in key.values():
-                raw = value.raw
+        found = candidates(loaded.hive, patterns, binaries)
+        for candidate in found.keys:
+            key = candidate.key
+            if candidate.name:
                 for needle in needles:
-                    if needle.text.found_in_text(value.name):
-                        hits.append(Hit(loaded.label, key.path, value.name, "value name",
-                                        needle.identity, needle.text.text))
-                    form = needle.text.found_in_bytes(raw)
-                    if form is None and needle.sid is not None and needle.sid.contains_binary(raw):
-                        form = "binary SID"
-                    if form is None and needle.binary is not None and needle.binary in raw:
-                        form = "binary GUID"
-                    if form is not None:
-                        hits.append(Hit(loaded.label, key.path, value.name, form,
-                                        needle.identity, needle.text.text))
-        for needle in needles:
-            if needle.sid is None:
-                continue
-            for descriptor in loaded.hive.security_descriptors():
-                if needle.sid.contains_binary(descriptor):
-                    hits.append(Hit(loaded.label, "", None, "security descriptor",
-                                    needle.identity, needle.text.text))
-                    break
+                    if needle.text.found_in_text(key.name):
+                        hits.append(Hit(loaded.label, key.path, None, "key name", needle.identity,
+                                        needle.text.text))
+            for value in candidate.values:
+                hits.extend(_value_hits(loaded, key.path, value.name, value.raw, needles))
+        hits.extend(_descriptor_hits(loaded, needles))
+        if unused:
+            for source, occurrence in found.unused:
+                owner = needles[source] if source < len(needles) else binary_owner[source - len(needles)]
+                form = "free cell" if occurrence.kind == FREE_CELL else "cell slack"
+                place = f"<{form} at file offset {occurrence.file_offset:#x}>"  # no key holds it
+                hits.append(Hit(loaded.label, place, None, form, owner.identity, owner.text.text))
+    return hits
+
+
+def _value_hits(loaded: LoadedHive, key_path: str, name: str, raw: bytes,
+                needles: list[_Needle]) -> list[Hit]:
+    hits: list[Hit] = []
+    for needle in needles:
+        if needle.text.found_in_text(name):
+            hits.append(Hit(loaded.label, key_path, name, "value name", needle.identity,
+                            needle.text.text))
+        form = needle.text.found_in_bytes(raw)
+        if form is None and needle.sid is not None and needle.sid.contains_binary(raw):
+            form = "binary SID"
+        if form is None and needle.binary is not None and needle.binary in raw:
+            form = "binary GUID"
+        if form is not None:
+            hits.append(Hit(loaded.label, key_path, name, form, needle.identity, needle.text.text))
+    return hits
+
+
+def _descriptor_hits(loaded: LoadedHive, needles: list[_Needle]) -> list[Hit]:
+    hits: list[Hit] = []
+    sids = [needle for needle in needles if needle.sid is not None]
+    if not sids:
+        return hits
+    descriptors = loaded.hive.security_descriptors()
+    for needle in sids:
+        assert needle.sid is not None
+        if any(needle.sid.contains_binary(descriptor) for descriptor in descriptors):
+            hits.append(Hit(loaded.label, "", None, "security descriptor", needle.identity,
+                            needle.text.text))
     return hits
 
 
 def scan_windows_leftovers(system: WindowsSystem, old_identity: dict[str, str]) -> list[Hit]:
-    """Scan the hives of `system` as they are on disk (used by `reseal verify`)."""
-    return scan_hives(HiveSet(system).every_hive(), old_identity)
+    """Scan the hives of `system` as they are on disk (used by `reseal verify`), free cells
+    and cell slack included."""
+    return scan_hives(HiveSet(system).every_hive(), old_identity, unused=True)
+
+
+def _scrub_unused(ctx: OperationContext, hives: HiveSet, unused: list[Hit]) -> None:
+    """Copies in free cells and slack go when the hive is written (it is zero-filled then):
+    make sure every hive holding one is written."""
+    labels = {hit.hive for hit in unused}
+    if not labels:
+        return
+    for loaded in hives.every_hive():
+        if loaded.label in labels:
+            hives.mark_changed(loaded)
+    ctx.note(f"{len(unused)} stale copies of the old identity in free cells and cell slack of "
+             f"{', '.join(sorted(labels))}: zero-filled when the hives are written")
 
 
 def old_identity_of_run(ctx: OperationContext) -> dict[str, str]:
@@ -134,7 +194,9 @@ def apply(ctx: OperationContext) -> None:
         return
     hives: HiveSet = hive_set(ctx)
     explained: set[tuple[str, str, str | None]] = ctx.shared.get(EXPLAINED_KEY, set())
-    found = scan_hives(hives.every_hive(), old)
+    everything = scan_hives(hives.every_hive(), old, unused=True)
+    found = [h for h in everything if not h.unused]
+    _scrub_unused(ctx, hives, [h for h in everything if h.unused])
     hits = [h for h in found if (h.hive, h.key, h.value) not in explained]
     if len(found) > len(hits):
         ctx.note(f"{len(found) - len(hits)} traces of the old identity left on purpose "
@@ -143,8 +205,6 @@ def apply(ctx: OperationContext) -> None:
                      "{count} more traces of the old identity not listed")
     if not hits:
         ctx.note(f"no unexplained trace of the old identity ({', '.join(sorted(old))}) left in any hive")
-    ctx.note("file and folder names named after old SIDs (Recycle Bin, DPAPI Protect folders) "
-             "are outside the hive scan")
 
 
 OPERATION = Operation(

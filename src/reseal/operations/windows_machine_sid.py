@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from reseal.errors import Refused
 from reseal.image.model import OSFamily
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
-from reseal.registry import Key
+from reseal.registry import Key, Value
 from reseal.windows.hives import HiveSet, LoadedHive, hive_set
 from reseal.windows.sam import (
     domain_sid_from_v,
@@ -27,7 +27,7 @@ from reseal.windows.sam import (
 )
 from reseal.windows.secdesc import rewrite_descriptor
 from reseal.windows.sid import Sid, SidRewriter, parse_machine_sid, random_machine_sid
-from reseal.windows.traces import STRING_TYPES, TracePattern
+from reseal.windows.traces import STRING_TYPES, TracePattern, candidates
 
 ORDER = 20
 SHARED_SID_KEY = "reseal.windows.machine-sid"
@@ -149,10 +149,13 @@ def rewrite_hive(ctx: OperationContext, loaded: LoadedHive, rewriter: SidRewrite
     pattern = TracePattern(str(rewriter.old), digit_boundary=True)
     new_text = str(rewriter.new)
     renames: list[tuple[str, str]] = []
-    for key in loaded.hive.walk():
-        if _rewrite_values(ctx, loaded, key, rewriter, pattern, new_text):
+    # only the keys and values where the old SID's bytes occur (one search of the hive)
+    found = candidates(loaded.hive, [pattern], [rewriter.old.to_bytes()[2:]])
+    for candidate in found.keys:
+        key = candidate.key
+        if _rewrite_values(ctx, loaded, key, candidate.values, rewriter, pattern, new_text):
             changed = True
-        if pattern.found_in_text(key.name):
+        if candidate.name and pattern.found_in_text(key.name):
             renames.append((key.path, pattern.replace_in_text(key.name, new_text)[0]))
     for path, new_name in sorted(renames, key=lambda item: -item[0].count("\\")):
         # the root key too: UsrClass.dat's root is named <SID>_Classes
@@ -162,10 +165,10 @@ def rewrite_hive(ctx: OperationContext, loaded: LoadedHive, rewriter: SidRewrite
     return changed
 
 
-def _rewrite_values(ctx: OperationContext, loaded: LoadedHive, key: Key, rewriter: SidRewriter,
-                    pattern: TracePattern, new_text: str) -> bool:
+def _rewrite_values(ctx: OperationContext, loaded: LoadedHive, key: Key, values: list[Value],
+                    rewriter: SidRewriter, pattern: TracePattern, new_text: str) -> bool:
     changed = False
-    for value in key.values():
+    for value in values:
         raw = value.raw
         new_raw, binary_hits = rewriter.rewrite_binary(raw)
         is_string = value.type in STRING_TYPES

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from reseal.domain.settings import DOMAIN_MODES, ENCTYPE_CHOICES, TLS_MODES
 from reseal.errors import BadInput
 from reseal.operations import all_operations
 from reseal.operations.base import Operation
@@ -49,7 +50,7 @@ from reseal.pipeline.answerrules import (
 )
 from reseal.pipeline.machinetable import read_machines
 from reseal.pipeline.plan import DomainSettings, FirstBootSettings, GeneralizePlan, PasswordRef
-from reseal.pipeline.yamlsafe import Mark, YMap, describe, load_yaml, read_limited
+from reseal.pipeline.yamlsafe import Mark, YMap, YScalar, describe, load_yaml, read_limited
 
 __all__ = ["AnswerFile", "AnswerFileError", "BatchSettings", "hostname_problem",
            "load_answer_file", "settings_for_machine", "settings_from_plan"]
@@ -59,7 +60,9 @@ TOP_KEYS = ("version", "os", "unattend", "defaults", "operations", "machines", "
             "count", "start", "batch")
 DEFAULT_KEYS = ("hostname", "machine_sid", "machine_id", "seed", "drivers", "domain",
                 "firstboot")
-DOMAIN_KEYS = ("name", "ou", "account", "password_file", "password_env")
+DOMAIN_KEYS = ("name", "ou", "account", "password_file", "password_env", "mode", "controller",
+               "address", "firstboot_address", "tls", "port", "ca_file", "reuse_existing",
+               "enctypes")
 FIRSTBOOT_KEYS = ("registered_owner", "registered_organization", "timezone", "locale",
                   "commands")
 OPERATION_KEYS = ("enable", "disable", "options")
@@ -216,7 +219,44 @@ def _read_domain(reader: MapReader, sink: ErrorSink, base_dir: Path) -> DomainSe
     if password is not None and account is None:
         sink.add(reader.node.mark, reader.sub("account"),
                  "a join password needs the join account (account: DOMAIN\\user)")
-    return DomainSettings(name=name, ou=ou, account=account, password=password)
+    choices = {"mode": DOMAIN_MODES, "tls": TLS_MODES, "enctypes": tuple(ENCTYPE_CHOICES)}
+    chosen: dict[str, str] = {}
+    for key, allowed in choices.items():
+        value = reader.text(key)
+        if value is not None and value not in allowed:
+            extra = " (plain LDAP would send passwords in clear)" if key == "tls" else ""
+            sink.add(reader.node.items[key].mark, reader.sub(key),
+                     f"must be {' or '.join(allowed)}{extra}{did_you_mean(value, allowed)}")
+        elif value is not None:
+            chosen[key] = value
+    names: dict[str, str] = {}
+    for key in ("controller", "address", "firstboot_address"):
+        value = reader.text(key)
+        if value is not None and not DNS_NAME.fullmatch(value):
+            sink.add(reader.node.items[key].mark, reader.sub(key),
+                     f"{value!r} is not a host name or IPv4 address")
+        elif value is not None:
+            names[key] = value
+    port = reader.number("port", minimum=1)
+    if port is not None and port > 65535:
+        sink.add(reader.node.items["port"].mark, reader.sub("port"), "a TCP port is 1-65535")
+        port = None
+    ca_text = reader.text("ca_file")
+    ca_file = resolve_path(base_dir, ca_text) if ca_text else None
+    if ca_file is not None and not ca_file.is_file():
+        sink.add(reader.node.items["ca_file"].mark, reader.sub("ca_file"),
+                 f"{ca_file}: no such file (the CA certificate that signed the DC's)")
+    reuse = reader.node_of("reuse_existing")
+    reuse_existing = False
+    if reuse is not None:
+        if isinstance(reuse, YScalar) and isinstance(reuse.value, bool):
+            reuse_existing = reuse.value
+        else:
+            reader.wrong("reuse_existing", "true or false")
+    return DomainSettings(name=name, ou=ou, account=account, password=password,
+                          mode=chosen.get("mode", "firstboot"), tls=chosen.get("tls", "ldaps"),
+                          enctypes=chosen.get("enctypes", "aes"), port=port, ca_file=ca_file,
+                          reuse_existing=reuse_existing, **names)
 
 
 def _read_firstboot(reader: MapReader) -> FirstBootSettings:

@@ -150,7 +150,7 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
                 entry.sink.add(entry.at("ou"), f"{entry.path}.ou",
                                "an OU needs defaults.domain (name at least)")
             elif check_ou(ou, entry.at("ou"), f"{entry.path}.ou", entry.sink):
-                domain = DomainSettings(domain.name, ou, domain.account, domain.password)
+                domain = dataclasses.replace(domain, ou=ou)
         target_text = entry.text("target")
         target = resolve_path(base_dir, target_text) if target_text else None
         if target is not None:
@@ -171,7 +171,8 @@ def build_plans(entries: list[MachineEntry], defaults: AnswerDefaults, ops: Oper
         plans.append(GeneralizePlan(
             machine=machine,
             request=IdentityRequest(hostname=hostname, machine_sid=identity.get("machine_sid"),
-                                    machine_id=identity.get("machine_id"), seed=seed),
+                                    machine_id=identity.get("machine_id"), seed=seed,
+                                    domain=domain, firstboot=defaults.firstboot),
             enable=list(ops.enable),
             disable=list(ops.disable),
             options=options,
@@ -228,8 +229,8 @@ def settings_from_plan(plan: GeneralizePlan) -> Any:
 
     return RunSettings(
         machine=plan.machine,
-        request=IdentityRequest(plan.request.hostname, plan.request.machine_sid,
-                                plan.request.machine_id, plan.request.seed),
+        request=dataclasses.replace(plan.request, domain=plan.domain,
+                                    firstboot=plan.firstboot),
         enable=_enabled(plan),
         disable=list(plan.disable),
         options=_with_drivers(plan),

@@ -10,44 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from reseal.domain.settings import DomainSettings, FirstBootSettings, PasswordRef
 from reseal.operations.base import IdentityRequest
 
-
-@dataclass(frozen=True)
-class PasswordRef:
-    """Where a join password comes from at run time; the secret itself is never stored."""
-
-    file: Path | None = None  # password_file: read when the join runs
-    env: str | None = None  # password_env: name of an environment variable
-
-    def describe(self) -> str:
-        """A printable form that never contains the secret."""
-        if self.file is not None:
-            return f"password_file:{self.file}"
-        if self.env is not None:
-            return f"password_env:{self.env}"
-        return "none"
-
-
-@dataclass(frozen=True)
-class DomainSettings:
-    """Active Directory join settings (stored and validated now, applied by a later step)."""
-
-    name: str
-    ou: str | None = None  # distinguished name, e.g. "OU=Lab,DC=corp,DC=example"
-    account: str | None = None  # join account, e.g. "CORP\\joiner"
-    password: PasswordRef | None = None
-
-
-@dataclass(frozen=True)
-class FirstBootSettings:
-    """What the clone does on its first boot (stored and validated now, applied later)."""
-
-    registered_owner: str | None = None
-    registered_organization: str | None = None
-    timezone: str | None = None
-    locale: str | None = None
-    commands: tuple[str, ...] = ()  # run inside the guest on first boot, never by reseal
+__all__ = ["CloneSpec", "DomainSettings", "FirstBootSettings", "GeneralizePlan", "PasswordRef"]
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,11 @@ def undo_run(target_path: str | Path, journal_dir: Path, *, allow_unclean_ntfs: 
                 fs.restore_xattr(entry.path, entry.old_value, journal.blob_bytes(entry))
                 attributes += 1
                 continue
+            if entry.kind == "rename":
+                assert entry.old_value is not None
+                fs.undo_rename(entry.path, entry.old_value)
+                restored += 1
+                continue
             if entry.kind == "symlink":
                 assert entry.old_value is not None
                 fs.restore_symlink(entry.path, entry.old_value, entry.uid, entry.gid)

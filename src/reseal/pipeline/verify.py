@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from reseal.domain.membership import scan_domain_traces
 from reseal.image.model import LinuxSystem
 from reseal.image.target import Target
 from reseal.operations.linux_leftovers import scan_linux_leftovers
-from reseal.operations.windows_leftovers import scan_windows_leftovers
 from reseal.pipeline.report import RunReport
 
 
@@ -18,6 +18,9 @@ class LeftoverHit:
     what: str
     match: str
     explained: bool  # the run's report says why this trace stays (e.g. an opaque binary blob)
+    remedy: str = ""  # the operation that removes it
+    beyond_files: bool = False  # --deep: where no file-level tool reaches; never "unexplained"
+    count: int = 1
 
 
 def old_identity(report: RunReport) -> dict[str, str]:
@@ -25,7 +28,7 @@ def old_identity(report: RunReport) -> dict[str, str]:
     return {name: v.old for name, v in report.identity.items() if v.old and v.old != v.new}
 
 
-def scan_leftovers(target: Target, report: RunReport) -> list[LeftoverHit]:
+def scan_leftovers(target: Target, report: RunReport, *, deep: bool = False) -> list[LeftoverHit]:
     old = old_identity(report)
     notes = "\n".join(report.notes)
     hits: list[LeftoverHit] = []
@@ -35,9 +38,15 @@ def scan_leftovers(target: Target, report: RunReport) -> list[LeftoverHit]:
             for lhit in scan_linux_leftovers(system.fs, old):
                 hits.append(LeftoverHit(label, lhit.where, lhit.what, lhit.match,
                                         lhit.where in notes))
+            for trace in scan_domain_traces(system.fs, old):  # keytab entries, secrets.tdb
+                hits.append(LeftoverHit(label, trace.where, trace.what, trace.match,
+                                        trace.where in notes))
         else:
-            label = f"windows:{system.volume.key}"
-            for whit in scan_windows_leftovers(system, old):
-                hits.append(LeftoverHit(label, whit.where, f"{whit.identity} ({whit.form})",
-                                        whit.match, whit.where in notes))
+            from reseal.pipeline.verify_windows import windows_hits
+
+            hits += windows_hits(target, system, old, notes)
+    if deep:
+        from reseal.pipeline.verify_windows import deep_hits
+
+        hits += deep_hits(target, old)
     return hits

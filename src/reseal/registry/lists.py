@@ -55,6 +55,25 @@ def _read_leaf(store: CellStore, offset: int, allow_ri: bool) -> list[Entry]:
     )
 
 
+def hashed_leaves(store: CellStore, list_offset: int) -> set[int]:
+    """nk offsets listed in lh leaves (whose hints are name hashes); empty for other lists."""
+    if list_offset == NIL:
+        return set()
+    pos, length = store.cell(list_offset, "subkey list")
+    sig = bytes(store.buf[pos : pos + 2])
+    if sig == b"lh":
+        return {child for child, _hint in _read_leaf(store, list_offset, allow_ri=False)}
+    if sig != b"ri":
+        return set()
+    count = min(U16.unpack_from(store.buf, pos + 2)[0], (length - 4) // 4)
+    out: set[int] = set()
+    for leaf in struct.unpack_from(f"<{count}I", store.buf, pos + 4):
+        lpos, _ = store.cell(leaf, "subkey list")
+        if store.buf[lpos : lpos + 2] == b"lh":
+            out.update(child for child, _hint in _read_leaf(store, leaf, allow_ri=False))
+    return out
+
+
 def list_cells(store: CellStore, list_offset: int) -> list[int]:
     """Every cell a subkey list occupies (the ri cell and its leaves), for freeing."""
     if list_offset == NIL:

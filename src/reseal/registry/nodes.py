@@ -7,20 +7,22 @@ a longer name) use the Key that the edit returns.
 from __future__ import annotations
 
 from datetime import datetime
-from typing import TYPE_CHECKING
 
 from reseal.registry.format import (
     KEY_COMP_NAME,
     NK,
     NK_SIZE,
+    U32,
     VALUE_COMP_NAME,
     VK,
     VK_SIZE,
     decode_name,
     filetime_to_datetime,
 )
+from reseal.registry.lists import read_entries
 from reseal.registry.types import RegType, ValueData, decode_data
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (10 ms at start-up)
 if TYPE_CHECKING:
     from reseal.registry.hive import Hive
 
@@ -33,14 +35,19 @@ class Value:
     def __init__(self, hive: Hive, offset: int) -> None:
         self._hive = hive
         self.offset = offset
+        buf = hive.store.buf
         pos, length = hive.store.cell(offset, "value")
-        sig, name_len, size, data_off, vtype, flags, _spare = VK.unpack_from(hive.store.buf, pos)
+        if length < VK_SIZE:
+            hive.corrupt("value cell too small", offset)
+        sig, name_len, size, data_off, vtype, flags, _spare = VK.unpack_from(buf, pos)
         if sig != b"vk":
             hive.corrupt(f"bad value signature {sig!r}", offset)
         if VK_SIZE + name_len > length:
             hive.corrupt("value name runs past its cell", offset)
-        raw_name = bytes(hive.store.buf[pos + VK_SIZE : pos + VK_SIZE + name_len])
-        self.name = decode_name(raw_name, bool(flags & VALUE_COMP_NAME))
+        if flags & VALUE_COMP_NAME:
+            self.name = buf[pos + VK_SIZE : pos + VK_SIZE + name_len].decode("latin-1")
+        else:
+            self.name = decode_name(bytes(buf[pos + VK_SIZE : pos + VK_SIZE + name_len]), False)
         self.type = vtype
         self.size_field = size
         self.data_field = data_off
@@ -69,20 +76,24 @@ class Value:
 class Key:
     """One key (nk cell)."""
 
-    __slots__ = ("_hive", "offset", "name", "path")
+    __slots__ = ("_hive", "offset", "name", "path", "_pos")
 
     def __init__(self, hive: Hive, offset: int, parent_path: str | None) -> None:
         self._hive = hive
         self.offset = offset
-        pos, length = hive.store.cell(offset, "key")
         buf = hive.store.buf
-        if buf[pos : pos + 2] != b"nk":
+        pos, length = hive.store.cell(offset, "key")
+        if length < NK_SIZE or buf[pos : pos + 2] != b"nk":
             hive.corrupt(f"bad key signature {bytes(buf[pos:pos + 2])!r}", offset)
-        flags = buf[pos + 2] | (buf[pos + 3] << 8)
+        self._pos = pos
+        flags = buf[pos + 2]
         name_len = buf[pos + 0x48] | (buf[pos + 0x49] << 8)
         if NK_SIZE + name_len > length:
             hive.corrupt("key name runs past its cell", offset)
-        self.name = decode_name(bytes(buf[pos + NK_SIZE : pos + NK_SIZE + name_len]), bool(flags & KEY_COMP_NAME))
+        if flags & KEY_COMP_NAME:
+            self.name = buf[pos + NK_SIZE : pos + NK_SIZE + name_len].decode("latin-1")
+        else:
+            self.name = decode_name(bytes(buf[pos + NK_SIZE : pos + NK_SIZE + name_len]), False)
         if parent_path is None:
             self.path = ""
         elif parent_path == "":
@@ -115,13 +126,19 @@ class Key:
         return self._fields()[5]
 
     def subkeys(self) -> list[Key]:
-        return self._hive.subkeys_of(self)
+        hive = self._hive
+        path = self.path
+        sublist = U32.unpack_from(hive.store.buf, self._pos + 0x1C)[0]
+        if hive.store.buf[self._pos : self._pos + 2] != b"nk":
+            hive.corrupt("key cell changed under a Key object (use the Key an edit returns)", self.offset)
+        return [Key(hive, child, path) for child, _hint in read_entries(hive.store, sublist)]
 
     def subkey(self, name: str) -> Key | None:
         return self._hive.find_subkey(self, name)
 
     def values(self) -> list[Value]:
-        return self._hive.values_of(self.offset)
+        hive = self._hive
+        return [Value(hive, vk) for vk in hive._value_offsets(self.offset, self._pos)]
 
     def value(self, name: str) -> Value | None:
         return self._hive.find_value(self.offset, name)

@@ -21,28 +21,32 @@ def _quote(text: str) -> str:
 
 
 def _hex(raw: bytes) -> str:
-    return ",".join(f"{b:02x}" for b in raw)
+    return raw.hex(",")
 
 
 def format_value(value: Value) -> str:
-    name = "@" if value.name == "" else _quote(value.name)
-    raw = value.raw
-    if value.type == RegType.REG_SZ and len(raw) >= 2 and len(raw) % 2 == 0:
+    return format_raw(value.name, value.type, value.raw)
+
+
+def format_raw(value_name: str, value_type: int, raw: bytes) -> str:
+    """One value line of a .reg file."""
+    name = "@" if value_name == "" else _quote(value_name)
+    if value_type == RegType.REG_SZ and len(raw) >= 2 and len(raw) % 2 == 0:
         text = raw.decode("utf-16-le", "replace")
         if text.endswith("\0") and "\0" not in text[:-1] and "\ufffd" not in text and "\n" not in text:
             return f"{name}={_quote(text[:-1])}"
-    if value.type == RegType.REG_DWORD and len(raw) == 4:
+    if value_type == RegType.REG_DWORD and len(raw) == 4:
         return f"{name}=dword:{int.from_bytes(raw, 'little'):08x}"
-    if value.type == RegType.REG_BINARY:
+    if value_type == RegType.REG_BINARY:
         return f"{name}=hex:{_hex(raw)}"
-    return f"{name}=hex({value.type:x}):{_hex(raw)}"
+    return f"{name}=hex({value_type:x}):{_hex(raw)}"
 
 
 def export(hive: Hive, start: Key | None = None) -> str:
     lines = [HEADER, ""]
-    for key in hive.walk(start):
-        lines.append(f"[\\{key.path}]")
-        lines.extend(format_value(v) for v in key.values())
+    for path, values in hive.tree(start):
+        lines.append(f"[\\{path}]")
+        lines.extend(format_raw(name, value_type, raw) for name, value_type, raw in values)
         lines.append("")
     return "\r\n".join(lines) + "\r\n"
 

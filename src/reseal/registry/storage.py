@@ -21,6 +21,7 @@ from reseal.registry.format import (
 )
 
 HBIN_HEADER = struct.Struct("<4sIIQQI")
+SCAN_BUDGET = 64  # bins an allocation may learn before it gives up and appends a new bin
 
 
 class CellStore:
@@ -32,11 +33,17 @@ class CellStore:
         self.label = label
         self.bins: list[tuple[int, int]] = []  # (relative offset, size)
         self._bin_starts: list[int] = []
-        self._free: dict[int, int] | None = None  # offset -> size
+        # Free cells are learnt bin by bin, only as far as an allocation or a free needs them:
+        # a one-value edit of a 15 MB hive looks at a few bins, not at 200,000 cells.
+        self._free: dict[int, int] = {}  # offset -> size
         self._free_by_end: dict[int, int] = {}
         self._sizes: list[int] = []  # sorted distinct free sizes
         self._by_size: dict[int, set[int]] = {}
         self._scan_bins()
+        self._scanned = bytearray(len(self.bins))
+        self._cursor = 0
+        # cells this writer filled (allocated, or rewritten in place): zero past their payload
+        self.written: set[int] = set()
 
     # ---------------------------------------------------------------- reading
     def _scan_bins(self) -> None:
@@ -99,28 +106,54 @@ class CellStore:
         U32.pack_into(self.buf, pos, value)
 
     # -------------------------------------------------------------- allocator
-    def _ensure_free_map(self) -> None:
-        if self._free is not None:
+    def _scan_bin(self, index: int) -> None:
+        """Learn the free cells of one hive bin (done once per bin, when first needed)."""
+        if self._scanned[index]:
             return
-        self._free = {}
+        self._scanned[index] = 1
+        start, size = self.bins[index]
         buf = self.buf
-        for start, size in self.bins:
-            pos = start + HBIN_HEADER_SIZE
-            end = start + size
-            while pos < end:
-                cell_size = I32.unpack_from(buf, BASE_BLOCK_SIZE + pos)[0]
-                length = abs(cell_size)
-                if length < 8 or length % 8 or pos + length > end:
-                    raise CorruptData(
-                        f"{self.label}: bad cell size {cell_size} at offset {BASE_BLOCK_SIZE + pos:#x}; "
-                        "run `reseal hive check` for details"
-                    )
-                if cell_size > 0:
-                    self._add_free(pos, length)
-                pos += length
+        pos = start + HBIN_HEADER_SIZE
+        end = start + size
+        unpack = I32.unpack_from
+        while pos < end:
+            cell_size = unpack(buf, BASE_BLOCK_SIZE + pos)[0]
+            length = -cell_size if cell_size < 0 else cell_size
+            if length < 8 or length % 8 or pos + length > end:
+                raise CorruptData(
+                    f"{self.label}: bad cell size {cell_size} at offset {BASE_BLOCK_SIZE + pos:#x}; "
+                    "run `reseal hive check` for details"
+                )
+            if cell_size > 0:
+                self._add_free(pos, length)
+            pos += length
+
+    def _scan_more(self) -> bool:
+        """Scan the next bin not scanned yet; False when every bin is known."""
+        scanned = self._scanned
+        while self._cursor < len(scanned) and scanned[self._cursor]:
+            self._cursor += 1
+        if self._cursor == len(scanned):
+            return False
+        self._scan_bin(self._cursor)
+        return True
+
+    def scan_all(self) -> None:
+        """Learn every free cell (a whole-hive cell walk)."""
+        while self._scan_more():
+            pass
+
+    def _ensure_bin_of(self, offset: int) -> None:
+        index = bisect.bisect_right(self._bin_starts, offset) - 1
+        if index >= 0:
+            self._scan_bin(index)
+
+    def free_cells(self) -> dict[int, int]:
+        """offset -> size of every free cell."""
+        self.scan_all()
+        return dict(self._free)
 
     def _add_free(self, offset: int, size: int) -> None:
-        assert self._free is not None
         self._free[offset] = size
         self._free_by_end[offset + size] = offset
         bucket = self._by_size.get(size)
@@ -131,7 +164,6 @@ class CellStore:
             bucket.add(offset)
 
     def _remove_free(self, offset: int) -> int:
-        assert self._free is not None
         size = self._free.pop(offset)
         del self._free_by_end[offset + size]
         bucket = self._by_size[size]
@@ -143,14 +175,17 @@ class CellStore:
 
     def alloc(self, payload: bytes) -> int:
         """Store `payload` in a new allocated cell; returns its offset."""
-        self._ensure_free_map()
         need = cell_size_for(len(payload))
-        index = bisect.bisect_left(self._sizes, need)
-        if index == len(self._sizes):
-            offset = self._grow(need)
-        else:
-            size = self._sizes[index]
-            offset = next(iter(self._by_size[size]))
+        budget = SCAN_BUDGET
+        while True:
+            index = bisect.bisect_left(self._sizes, need)
+            if index < len(self._sizes):
+                offset = next(iter(self._by_size[self._sizes[index]]))
+                break
+            budget -= 1
+            if budget < 0 or not self._scan_more():
+                offset = self._grow(need)
+                break
         size = self._remove_free(offset)
         rest = size - need
         if rest >= 8:
@@ -160,6 +195,7 @@ class CellStore:
         at = BASE_BLOCK_SIZE + offset
         I32.pack_into(self.buf, at, -size)
         self.buf[at + 4 : at + size] = payload.ljust(size - 4, b"\0")
+        self.written.add(offset)
         return offset
 
     def _write_free_cell(self, offset: int, size: int) -> None:
@@ -176,6 +212,7 @@ class CellStore:
         HBIN_HEADER.pack_into(self.buf, end_of_bins, b"hbin", start, size, 0, 0, 0)
         self.bins.append((start, size))
         self._bin_starts.append(start)
+        self._scanned.append(1)
         self.hbins_size += size
         cell_offset = start + HBIN_HEADER_SIZE
         self._write_free_cell(cell_offset, size - HBIN_HEADER_SIZE)
@@ -185,8 +222,7 @@ class CellStore:
     def free(self, offset: int) -> None:
         """Free an allocated cell: zero it, then merge it with free neighbours in its bin."""
         pos, length = self.cell(offset)
-        self._ensure_free_map()
-        assert self._free is not None
+        self._ensure_bin_of(offset)
         size = length + 4
         bin_start, bin_size = self.bin_of(offset)
         following = offset + size
@@ -204,6 +240,7 @@ class CellStore:
         pos, length = self.cell(offset)
         if cell_size_for(len(payload)) <= length + 4:
             self.buf[pos : pos + length] = payload.ljust(length, b"\0")
+            self.written.add(offset)
             return offset
         new_offset = self.alloc(payload)
         self.free(offset)

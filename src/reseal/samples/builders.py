@@ -20,6 +20,7 @@ from pathlib import Path
 
 from reseal.image import parttypes
 from reseal.image.attach import private_mount_namespace, start_fuse
+from reseal.samples.windows_machine import WindowsMachineSample
 
 MIB = 1 << 20
 ESP_TYPE = parttypes.ESP.sfdisk_ident
@@ -142,10 +143,13 @@ def _write_tree(mountpoint: Path, files: Mapping[str, bytes | Path]) -> None:
 
 
 def _ntfs_partition(image: Path, part: PartSpec, label: str, files: Mapping[str, bytes | Path],
-                    workdir: Path) -> str:
-    """Make and fill an NTFS file system, put it in the partition; returns its serial."""
+                    workdir: Path, acls: Mapping[str, bytes] | None = None) -> str:
+    """Make and fill an NTFS file system, put it in the partition; returns its serial.
+    `acls`: guest path -> NTFS security descriptor, set through ntfs-3g's system.ntfs_acl."""
     with _ntfs_volume(part.size_mib, part.start_mib * 2048, label, workdir) as (volume, mnt):
         _write_tree(mnt, files)
+        for guest, descriptor in (acls or {}).items():
+            os.setxattr(mnt / guest.strip("/"), "system.ntfs_acl", descriptor)
     _copy_sparse(volume, image, part.start_mib * MIB)
     serial = _run("blkid", "-p", "-s", "UUID", "-o", "value", str(volume)).strip()
     volume.unlink()
@@ -204,6 +208,32 @@ def build_windows_mbr(path: Path, hives: Mapping[str, Path], *, size_mib: int = 
     return SampleImage(path, "windows-mbr", "mbr", parts, {
         "hives": sorted(hives), "reserved_uuid": reserved, "ntfs_uuid": serial,
         "ntfs_label": "Windows7", "system_root": "/Windows",
+    })
+
+
+def build_windows_machine(path: Path, sample: WindowsMachineSample, *, system_mib: int = 112,
+                          data_mib: int = 32) -> SampleImage:
+    """GPT: ESP + MSR + NTFS "Windows" (the machine) + NTFS "Data" (its second volume), with
+    the sample's files and crafted ACLs on both (see reseal.samples.windows_machine)."""
+    parts = [
+        PartSpec(1, 34, ESP_TYPE, "EFI system partition"),
+        PartSpec(35, 4, MSR_TYPE, "Microsoft reserved partition"),
+        PartSpec(39, system_mib, BASIC_DATA_TYPE, "Basic data partition"),
+        PartSpec(39 + system_mib, data_mib, BASIC_DATA_TYPE, "Basic data partition"),
+    ]
+    _partition(path, 40 + system_mib + data_mib, "gpt", parts)
+    with tempfile.TemporaryDirectory(prefix="reseal-sample-") as tmp:
+        work = Path(tmp)
+        _mkfs_fat(path, parts[0], "5A1E0E5F", "SYSTEM")
+        _fat_put(path, parts[0], {"EFI/Microsoft/Boot/bootmgfw.efi": b"MZ placeholder boot manager"},
+                 work)
+        system_serial = _ntfs_partition(path, parts[2], "Windows", sample.system_files, work,
+                                        sample.system_acls)
+        data_serial = _ntfs_partition(path, parts[3], "Data", sample.data_files, work,
+                                      sample.data_acls)
+    return SampleImage(path, "windows-machine", "gpt", parts, {
+        **sample.facts, "ntfs_uuid": system_serial, "data_uuid": data_serial,
+        "system_root": "/Windows", "system_volume": "p3", "data_volume": "p4",
     })
 
 

@@ -4,7 +4,13 @@ Operations share one `HiveSet` through `ctx.shared` (key `SHARED_KEY`), so SYSTE
 once even when four operations edit it. A hive is read with its transaction logs (a dirty hive
 is recovered first); at commit every changed hive is written through `GuestFS.write_bytes`
 (journaled, atomic, a no-op in a dry run), and its .LOG/.LOG1/.LOG2 files are emptied so that
-Windows has nothing stale to replay over the new hive at boot.
+Windows has nothing stale to replay over the new hive at boot. Before a hive is written, its
+free cells and the slack of its cells are zero-filled (`reseal.registry.scrub`), so no old name
+or SID survives where no reader looks.
+
+Each hive also carries its index (`Hive.index()`, built on first use, kept current by every
+edit): operations and the leftover scan find identities through it instead of walking every
+value again.
 """
 
 from __future__ import annotations
@@ -16,6 +22,7 @@ from typing import Any
 from reseal.errors import CorruptData, ResealError
 from reseal.image.model import WindowsSystem
 from reseal.registry import Hive, Key
+from reseal.registry.scrub import ScrubReport, scrub
 
 SHARED_KEY = "reseal.windows.hives"
 EXPLAINED_KEY = "reseal.windows.explained"  # (hive label, key path, value name) left on purpose
@@ -40,8 +47,8 @@ class LoadedHive:
     path: str  # guest path
     hive: Hive
     log_paths: list[str]
-    original: bytes
     changed: bool = False
+    scrubbed: ScrubReport | None = None  # what the last commit zero-filled
 
     def key(self, path: str) -> Key | None:
         return self.hive.key(path)
@@ -122,7 +129,7 @@ class HiveSet:
 
     def _load(self, label: str, path: str) -> LoadedHive:
         fs = self.system.fs
-        data = fs.read_bytes(path)
+        data = bytearray(fs.read_bytes(path))  # the file's bytes object is freed at once
         directory, _, base = path.rpartition("/")
         log_paths: list[str] = []
         logs: list[bytes] = []
@@ -132,12 +139,12 @@ class HiveSet:
                 log_paths.append(log)
                 logs.append(fs.read_bytes(log))
         try:
-            hive = Hive.from_bytes(data, logs=[b for b in logs if b], name=label)
+            hive = Hive.from_buffer(data, logs=[b for b in logs if b], name=label)
         except CorruptData as exc:
             raise CorruptData(f"{path}: {exc}") from exc
         for message in hive.warnings:
             self.warn(f"{path}: {message}")
-        return LoadedHive(label, path, hive, log_paths, data)
+        return LoadedHive(label, path, hive, log_paths)
 
     # ------------------------------------------------------------------ commit
     def mark_changed(self, loaded: LoadedHive) -> None:
@@ -150,15 +157,17 @@ class HiveSet:
         for loaded in self._loaded.values():
             if loaded is None or not loaded.changed:
                 continue
-            data = loaded.hive.to_bytes()
-            if data == loaded.original:
-                continue
-            fs.write_bytes(loaded.path, data)
+            loaded.scrubbed = scrub(loaded.hive)
+            path = loaded.path
+
+            def write(data: memoryview, path: str = path) -> None:
+                fs.write_bytes(path, data)
+
+            loaded.hive.write_to(write)
             written.append(loaded.path)
             for log in loaded.log_paths:
                 if fs.stat(log).st_size:
                     fs.write_bytes(log, b"")
-            loaded.original = data
             loaded.changed = False
         self.committed.extend(written)
         return written

@@ -7,8 +7,21 @@ ASCII/ANSI (older binary structures). Matching is case-insensitive on ASCII lett
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
+
+from reseal.registry import Hive, Key, Value
+from reseal.registry.index import (
+    FREE_CELL,
+    KEY_NAME,
+    SLACK,
+    VALUE_DATA,
+    VALUE_NAME,
+    Needle,
+    Occurrence,
+    walk_order,
+)
 
 STRING_TYPES = (1, 2, 6, 7)  # REG_SZ, REG_EXPAND_SZ, REG_LINK, REG_MULTI_SZ
 
@@ -68,6 +81,29 @@ class TracePattern:
     def replace_in_text(self, text: str, new: str) -> tuple[str, int]:
         return self.text_regex().subn(new.replace("\\", "\\\\"), text)
 
+    def needles(self) -> list[Needle]:
+        """Byte strings every match of this pattern contains, in value data and in names as
+        the hive stores them (UTF-16LE, or Latin-1 for compressed names); boundaries left out,
+        so a hit is a candidate that `found_in_bytes`/`found_in_text` then decides."""
+        if not self.text:
+            return []
+        if not self.text.isascii():
+            return [Needle(self.text.encode("utf-16-le", "surrogatepass"))]
+        lowered = self.text.lower()
+        return [Needle(lowered.encode("utf-16-le"), True), Needle(lowered.encode("ascii"), True)]
+
+    def folding_needle(self) -> Needle | None:
+        """For names stored as UTF-16: Python's case-insensitive match also takes U+0130/U+0131
+        for i, U+017F for s and U+212A for k. Every such match still holds the longest run of
+        the text without i, k or s literally; None when that run is too short to search for."""
+        runs = re.split(r"[iksIKS]", self.text)
+        longest = max(runs, key=len)
+        if longest == self.text:
+            return None  # nothing to fold: the plain needles cover it
+        if len(longest) < 4:
+            return Needle(b"")  # too short to be selective: check every UTF-16 name
+        return Needle(longest.lower().encode("utf-16-le"), True)
+
 
 @lru_cache(maxsize=256)
 def _utf16_pattern(text: str, digit_boundary: bool) -> re.Pattern[bytes]:
@@ -93,3 +129,92 @@ def _ascii_pattern(text: str, digit_boundary: bool) -> re.Pattern[bytes]:
 def _text_pattern(text: str, digit_boundary: bool) -> re.Pattern[str]:
     tail = r"(?![0-9])" if digit_boundary else ""
     return re.compile(re.escape(text) + tail, re.IGNORECASE)
+
+
+@dataclass
+class KeyCandidates:
+    """A key that may hold a pattern: in its name, and/or in these values (listing order)."""
+
+    key: Key
+    name: bool = False
+    values: list[Value] = field(default_factory=list)
+
+
+@dataclass
+class Candidates:
+    """Where the needles of some patterns occur in one hive, mapped to keys and values (in the
+    order `Hive.walk()` visits them), plus the matches in free cells and cell slack, each with
+    the index of its source (a pattern, then the binaries after the patterns)."""
+
+    keys: list[KeyCandidates]
+    unused: list[tuple[int, Occurrence]]
+
+
+def candidates(hive: Hive, patterns: Sequence[TracePattern], binaries: Sequence[bytes] = ()) -> Candidates:
+    """Keys and values that may hold one of `patterns` (text) or `binaries` (exact bytes),
+    found by one byte search of the hive and its index instead of decoding every value.
+
+    The answer is a superset of what the patterns' own checks find; callers decide each
+    candidate with `found_in_text`/`found_in_bytes` as before. A pattern of non-ASCII text is
+    matched with Unicode case folding, which bytes cannot express: then every key and value
+    is a candidate (the slow, complete walk).
+    """
+    if any(p.text and not p.text.isascii() for p in patterns):
+        return Candidates([KeyCandidates(key, True, key.values()) for key in hive.walk()], [])
+    needles: list[Needle] = []
+    sources: list[int] = []
+    folding: set[int] = set()
+    check_all_wide = False
+    for source, pattern in enumerate(patterns):
+        for needle in pattern.needles():
+            needles.append(needle)
+            sources.append(source)
+        fold = pattern.folding_needle()
+        if fold is not None and not fold.data:
+            check_all_wide = True
+        elif fold is not None:
+            folding.add(len(needles))
+            needles.append(fold)
+            sources.append(source)
+    for source, binary in enumerate(binaries, start=len(patterns)):
+        if binary:
+            needles.append(Needle(binary))
+            sources.append(source)
+    index = hive.index().build()  # once per hive and run; the edits keep it current
+    found = index.find(needles) if needles else []
+    by_key: dict[int, KeyCandidates] = {}
+    values: dict[int, set[int]] = {}
+    unused: list[tuple[int, Occurrence]] = []
+
+    def entry(nk: int) -> KeyCandidates:
+        if nk not in by_key:
+            by_key[nk] = KeyCandidates(index.key_at(nk))
+        return by_key[nk]
+
+    for hit in found:
+        if hit.kind in (FREE_CELL, SLACK):
+            if hit.needle not in folding:
+                unused.append((sources[hit.needle], hit))
+            continue
+        if hit.needle in folding and (hit.kind == VALUE_DATA or hit.cell not in index.wide_names):
+            continue
+        if hit.kind == KEY_NAME and hit.key is not None:
+            entry(hit.key).name = True
+        elif hit.kind in (VALUE_NAME, VALUE_DATA) and hit.key is not None and hit.value is not None:
+            entry(hit.key)
+            values.setdefault(hit.key, set()).add(hit.value)
+    for vk in index.big_values:  # data split over segments: a match may straddle two of them
+        owner = index.owner_key(vk)
+        if owner is not None:
+            entry(owner)
+            values.setdefault(owner, set()).add(vk)
+    if check_all_wide:
+        for key in index.wide_keys():
+            entry(key.offset).name = True
+        for key, value in index.wide_values():
+            entry(key.offset)
+            values.setdefault(key.offset, set()).add(value.offset)
+    for nk, wanted in values.items():
+        by_key[nk].values = [index.value_at(vk) for vk in hive.value_offsets(nk) if vk in wanted]
+    ordered = sorted(by_key.values(), key=lambda c: walk_order(c.key.path))
+    return Candidates(ordered, unused)

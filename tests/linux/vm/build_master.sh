@@ -67,8 +67,9 @@ echo "RESUME=UUID=$SWAP_UUID" > "$R/etc/initramfs-tools/conf.d/resume"
 printf 'virtio_pci\nvirtio_blk\next4\n' >> "$R/etc/initramfs-tools/modules"
 mount --bind /dev "$R/dev"; mount -t devpts devpts "$R/dev/pts"
 mount -t proc proc "$R/proc"; mount -t sysfs sysfs "$R/sys"
+# python3: the domain tests' first-boot program (a zipapp) runs on the guest's own python3
 DEBIAN_FRONTEND=noninteractive chroot "$R" apt-get install -y -q --no-install-recommends \
-    linux-image-amd64 >"$WORK/kernel.log" 2>&1 || { tail -30 "$WORK/kernel.log"; exit 1; }
+    linux-image-amd64 python3 >"$WORK/kernel.log" 2>&1 || { tail -30 "$WORK/kernel.log"; exit 1; }
 chroot "$R" apt-get clean
 for m in "${CHROOT_MOUNTS[@]}"; do release_mount "$R/$m"; done
 
