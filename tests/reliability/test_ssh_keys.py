@@ -13,7 +13,7 @@ from reseal.operations.base import IdentityRequest
 from reseal.pipeline.runner import RunSettings, run_generalize
 
 KEY_TYPES = ("ecdsa", "ed25519")  # RSA would only make the test slow
-MUTATIONS = ("write_bytes", "remove", "rename", "mkdir", "rmdir", "symlink")
+MUTATIONS = ("write_bytes", "remove", "replace_with", "rename", "mkdir", "rmdir", "symlink")
 
 
 class Killed(BaseException):

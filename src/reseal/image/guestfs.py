@@ -385,6 +385,7 @@ class GuestFS:
         self._notify(FileChange(self.key, guest, "rename", None, None))
         if self.dry_run:
             return new_guest
+        self._prepare_write(host)
         if self.journal is not None:
             self.journal.record_rename(self.key, guest, new_guest)
         os.rename(host, target)
@@ -394,6 +395,7 @@ class GuestFS:
     def undo_rename(self, new_guest: str, old_guest: str) -> None:
         """Undo helper: give a renamed entry its old name back."""
         host = self.resolve(new_guest, follow_last=False)
+        self._prepare_write(host)
         os.rename(host, self.resolve(old_guest, follow_last=False))
 
     def symlink(self, path: str, target: str) -> None:
@@ -413,7 +415,7 @@ class GuestFS:
         os.symlink(target, tmp)
         os.replace(tmp, host)
 
-    def rename(self, source: str, path: str) -> None:
+    def replace_with(self, source: str, path: str) -> None:
         """Move a file over `path` in one step (rename(2) in one directory), so that `path`
         holds either its old file or the new one at every moment; both are journaled."""
         self._check_writable(path)

@@ -152,8 +152,8 @@ def apply(ctx: OperationContext) -> None:
                 fs.remove(staged)  # a leftover of an interrupted run: never inherit it
             fs.write_bytes(staged_private, private, mode=0o600)
             fs.write_bytes(staged_public, public, mode=0o644)
-            fs.rename(staged_private, guest)
-            fs.rename(staged_public, guest + ".pub")
+            fs.replace_with(staged_private, guest)
+            fs.replace_with(staged_public, guest + ".pub")
             new_print = fingerprint(public.decode(errors="replace"))
             ctx.change(guest + ".pub", "create", old_prints.get(key_type), new_print)
             ctx.identity(f"ssh-host-key:{key_type}", old_prints.get(key_type), new_print)
