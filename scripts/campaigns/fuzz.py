@@ -18,7 +18,8 @@ outcome is `ok`, `error` (a ResealError with a message: the clear error asked fo
 finding: `traceback` (any other exception), `hang`, `memory`, `crash` (the worker died), or
 `writer` (a hive reseal wrote from a valid input does not pass its check). Findings are
 minimised and written to OUT/findings/; `--regressions DIR` copies them there as files the
-test suite replays (tests/campaigns/regressions).
+test suite replays (tests/reliability/fuzz-regressions), except those made from ../shared hives,
+which stay out of the repository (make the same damage to a project hive instead).
 """
 
 from __future__ import annotations
@@ -46,6 +47,12 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[2]
 SHARED_HIVES = REPO.parent / "shared" / "fixtures" / "hives"
+# small real hives of ../shared (read in place), some dirty with logs
+SHARED_SEEDS = ("hivex/minimal", "hivex/special", "hivex/rlenvalue_test_hive",
+                "python-registry/UNICODE_TESTS", "python-registry/REORGANIZED_VALUES_TESTS",
+                "plaso/100_sub_keys.hiv", "regipy/SECURITY", "yarp/NewDirtyHive1/NewDirtyHive",
+                "yarp/OldDirtyHive/OldDirtyHive", "dfir-artifact-museum/Win11-RathbunVM/SECURITY",
+                "dfir-artifact-museum/Win10-RathbunVM/SAM")
 MEMORY_CAP = 1 << 30
 CASE_SECONDS = 10
 BAD_OUTCOMES = ("traceback", "hang", "memory", "crash", "writer")
@@ -78,12 +85,7 @@ def hive_seeds() -> dict[str, tuple[bytes, list[bytes]]]:
     seeds: dict[str, tuple[bytes, list[bytes]]] = {}
     for path in sorted((REPO / "fixtures" / "hives").iterdir()):
         seeds[f"fixtures/{path.name}"] = (path.read_bytes(), [])
-    real = ["hivex/minimal", "hivex/special", "hivex/rlenvalue_test_hive",
-            "python-registry/UNICODE_TESTS", "python-registry/REORGANIZED_VALUES_TESTS",
-            "plaso/100_sub_keys.hiv", "regipy/SECURITY", "yarp/NewDirtyHive1/NewDirtyHive",
-            "yarp/OldDirtyHive/OldDirtyHive", "dfir-artifact-museum/Win11-RathbunVM/SECURITY",
-            "dfir-artifact-museum/Win10-RathbunVM/SAM"]
-    for name in real:
+    for name in SHARED_SEEDS:
         path = SHARED_HIVES / name
         if not path.is_file():
             continue
@@ -790,6 +792,12 @@ def main(argv: list[str] | None = None) -> int:
                            minimise_findings=not args.no_minimise)
     if args.regressions is not None and summary.findings:
         for record in summary.findings.values():
+            if record["seed"].startswith(tuple(SHARED_SEEDS)):
+                # ../shared material is read in place, never copied into the repository:
+                # make the same damage to one of the project's own hives instead
+                print(f"not copied (made from ../shared {record['seed']}): {record['file']}",
+                      file=sys.stderr)
+                continue
             source = args.out / "findings" / record["file"]
             target = args.regressions / record["file"]
             target.parent.mkdir(parents=True, exist_ok=True)

@@ -268,7 +268,7 @@ def test_verify_clean_then_planted_acl_fails(generalized: Generalized) -> None:
         # the owner becomes the old machine's user (same size SID: offsets stay)
         owner_at = struct.unpack_from("<I", acl, 4)[0]
         planted_acl = acl[:owner_at] + old_user.to_bytes() + acl[owner_at + old_user.size:]
-        os.setxattr(data.fs.resolve("/Data/Projects/report.txt"), ACL_XATTR, planted_acl)
+        data.fs.set_xattr("/Data/Projects/report.txt", ACL_XATTR, planted_acl)
     proc = _reseal("verify", str(planted), "--report", report, env_dir=state)
     assert proc.returncode == 1
     assert "p4:/Data/Projects/report.txt" in proc.stdout and "windows-file-acls" in proc.stdout

@@ -74,7 +74,7 @@ class SecurityCells:
 
     def add_ref(self, offset: int, delta: int = 1) -> None:
         flink, blink, refs, descriptor = self.read(offset)
-        refs = max(0, refs + delta)
+        refs = min(max(0, refs + delta), 0xFFFFFFFF)  # a count already at the top stays there
         if refs == 0:
             self.unlink(offset)
             return
