@@ -98,7 +98,9 @@ def parse_xml_safely(data: bytes, name: str) -> XmlElement:
     except expat.ExpatError as exc:
         raise BadInput(f"{name}:{exc.lineno}: not well-formed XML: "
                        f"{expat.ErrorString(exc.code)}") from None
-    except LookupError as exc:  # <?xml encoding="..."?> names a codec Python does not know
+    except (LookupError, ValueError) as exc:
+        # <?xml encoding="..."?> names a codec Python does not know (LookupError) or one expat
+        # cannot decode, such as UTF-7 (ValueError: multi-byte encodings are not supported)
         raise BadInput(f"{name}:1: refused: {exc}; save it as UTF-8") from None
     if not roots:
         raise BadInput(f"{name}: no XML element")
