@@ -22,6 +22,7 @@ import subprocess
 import sys
 import uuid
 from collections.abc import Iterator
+from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
@@ -237,6 +238,23 @@ def test_offline_join_end_to_end(domain_controller: DomainController,  # noqa: F
                                    capture_output=True, text=True, timeout=120)
             assert check.returncode == 0, (hive, check.stdout, check.stderr)
 
+        # inspect shows the membership (never the secret); verify finds no master trace
+        shown = subprocess.run([*RESEAL, "inspect", str(member.root), "--json"],
+                               capture_output=True, text=True, timeout=300)
+        assert shown.returncode == 0, shown.stderr
+        assert password not in shown.stdout
+        windows = json.loads(shown.stdout)["windows"][0]
+        assert windows["domain_sid"] == domain["objectSid"][0]
+        assert windows["machine_account_sid"] == record["objectSid"][0]
+        assert windows["membership"].startswith(f"domain {dc.netbios} ")
+        assert windows["machine_secret"].startswith("$MACHINE.ACC present, set ")
+        assert dc.fqdn in windows["join_pending"]
+        verified = subprocess.run([*RESEAL, "verify", str(member.root), "--report", str(report)],
+                                  capture_output=True, text=True, timeout=300,
+                                  env={**os.environ, "RESEAL_STATE_DIR": str(state)})
+        assert verified.returncode == 0, verified.stdout + verified.stderr
+        assert "domain logon" not in verified.stdout and "$MACHINE.ACC" not in verified.stdout
+
         journal = next(state.glob("runs/*/journal"))
         undo = subprocess.run([*RESEAL, "undo", str(member.root), str(journal)],
                               capture_output=True, text=True, timeout=300,
@@ -365,3 +383,48 @@ def test_reuse_existing_account_and_dry_run(domain_controller: DomainController,
         assert dc.kinit_keytab(path, f"{name}$@{dc.realm}").returncode == 0
     finally:
         dc.delete_computer_if_present(name)
+
+
+def test_verify_flags_the_masters_secret_and_cached_logons(shared_dir: Path,
+                                                           tmp_path: Path) -> None:
+    """No DC needed: a run without windows-domain-leave leaves the master's $MACHINE.ACC
+    and its four cached logons (dfwinreg's real ones), and verify names each of them; after
+    windows-domain-leave, none is left."""
+    from reseal.windows.lsa import LsaSecrets, boot_key
+
+    tree = build_member_tree(shared_dir, tmp_path / "root", "dfwinreg")
+    config = tree.root / CONFIG
+    security = Hive.open(config / "SECURITY")
+    lsa = LsaSecrets.open(security, boot_key(Hive.open(config / "SYSTEM")))
+    secret = tree.secrets["$MACHINE.ACC"]
+    lsa.write("$MACHINE.ACC", secret, secret, when=datetime(2016, 11, 1, tzinfo=UTC))
+    security.save(config / "SECURITY")
+    (config / "SECURITY.reseal-orig").unlink()
+    env = {**os.environ, "RESEAL_STATE_DIR": str(tmp_path / "state")}
+
+    def generalize(operations: str, run: str) -> Path:
+        done = subprocess.run([*RESEAL, "generalize", str(tree.root), "--hostname", "NEWPC8",
+                               "--operations", operations, "--run-dir", str(tmp_path / run)],
+                              capture_output=True, text=True, env=env, timeout=300)
+        assert done.returncode == 0, done.stderr
+        return tmp_path / run / "report.json"
+
+    def verify(report: Path) -> subprocess.CompletedProcess[str]:
+        return subprocess.run([*RESEAL, "verify", str(tree.root), "--report", str(report),
+                               "--json"], capture_output=True, text=True, env=env, timeout=300)
+
+    report = generalize("windows-machine-sid,windows-computer-name", "run1")
+    found = verify(report)
+    assert found.returncode == 1, found.stdout + found.stderr
+    hits = [h for h in json.loads(found.stdout)["hits"] if h["remedy"] ==
+            "windows-domain-leave"]
+    assert sorted(h["where"] for h in hits) == [
+        "SECURITY\\Cache\\NL$1", "SECURITY\\Cache\\NL$2", "SECURITY\\Cache\\NL$3",
+        "SECURITY\\Cache\\NL$4", "SECURITY\\Policy\\Secrets\\$MACHINE.ACC"]
+    assert all(not h["explained"] for h in hits)
+    assert secret.hex() not in found.stdout
+
+    report = generalize("windows-domain-leave", "run2")
+    clean = verify(report)
+    assert not [h for h in json.loads(clean.stdout)["hits"]
+                if h["remedy"] == "windows-domain-leave"], clean.stdout

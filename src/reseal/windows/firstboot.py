@@ -144,10 +144,9 @@ class TimeZone:
     def rule(self, year: int) -> Tzi:
         if not self.per_year:
             return self.tzi
-        if year in self.per_year:
-            return self.per_year[year]
-        years = sorted(self.per_year)
-        return self.per_year[years[0] if year < years[0] else years[-1]]
+        earlier = [y for y in self.per_year if y <= year]
+        # an entry holds from its year until the next entry; before the first, the first
+        return self.per_year[max(earlier) if earlier else min(self.per_year)]
 
 
 def time_zone_names(software: Hive) -> list[str]:
