@@ -96,13 +96,14 @@ def image_machine_password(config: Path) -> str:
     return bytes.fromhex(values.pop()).decode("utf-16-le")
 
 
-def authenticates(dc: DomainController, name: str, password: str, where: Path) -> None:
+def authenticates(dc: DomainController, name: str, password: str, where: Path,
+                  kvno: int = 1) -> None:
     """The password is the account's: Kerberos AS exchange with derived keys, LDAPS bind."""
     keys = krbkeys.derive_keys(password, krbkeys.computer_salt(dc.realm, name),
                                krbkeys.enctypes_for(krbkeys.AES_ONLY))
     path = where / f"{name}.keytab"
     path.write_bytes(keytab.serialize_keytab(keytab.machine_entries(
-        dc.realm, name, f"{name.lower()}.{dc.dns_name}", 1, keys)))
+        dc.realm, name, f"{name.lower()}.{dc.dns_name}", kvno, keys)))
     kinit = dc.kinit_keytab(path, f"{name}$@{dc.realm}")
     assert kinit.returncode == 0, kinit.stderr
     with AccountSession.open(dc.endpoint(), f"{name}$", password, dc.dns_name) as machine:
@@ -374,13 +375,7 @@ def test_reuse_existing_account_and_dry_run(domain_controller: DomainController,
                    for c in result.report.changes)
         record = dc.computer(name)
         assert record is not None and record["msDS-KeyVersionNumber"] == ["2"]
-        password = image_machine_password(member.root / CONFIG)
-        authenticates_kvno = krbkeys.derive_keys(password, krbkeys.computer_salt(dc.realm, name),
-                                                 krbkeys.enctypes_for(krbkeys.AES_ONLY))
-        path = tmp_path / "reused.keytab"
-        path.write_bytes(keytab.serialize_keytab(keytab.machine_entries(
-            dc.realm, name, f"{name.lower()}.{dc.dns_name}", 2, authenticates_kvno)))
-        assert dc.kinit_keytab(path, f"{name}$@{dc.realm}").returncode == 0
+        authenticates(dc, name, image_machine_password(member.root / CONFIG), tmp_path, kvno=2)
     finally:
         dc.delete_computer_if_present(name)
 

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from reseal.domain.join import JoinPlan, discard_account, make_account, open_join
-from reseal.domain.ldapacct import ComputerSpec, DomainError, check_computer_name
+from reseal.domain.join import JoinPlan, account_for, check_request, open_join
+from reseal.domain.ldapacct import ComputerSpec, DomainError
 from reseal.domain.netlogon import DS_DNS_CONTROLLER_FLAG, DcPing, PingError, parse_ping
 from reseal.domain.passwords import machine_password
 from reseal.domain.settings import DomainSettings
@@ -68,17 +68,9 @@ def validate(request: IdentityRequest, options: Any) -> None:
     domain = request.domain
     if domain is None:
         return
-    problems = [p for p in domain.problems() if not p.startswith("mode ")]
-    if problems:
-        raise BadInput(f"domain {domain.name}: {'; '.join(problems)}")
     name, _fqdn = clone_name(request, domain)
-    try:
-        check_computer_name(name)
-    except DomainError as exc:
-        raise BadInput(f"domain join: {exc}; choose a computer name of at most 15 "
-                       "characters") from None
-    assert domain.password is not None
-    domain.password.read()  # readable now, or one clear line before anything is opened
+    check_request(domain, name, [p for p in domain.problems() if not p.startswith("mode ")],
+                  "choose a computer name of at most 15 characters")
 
 
 @dataclass
@@ -99,19 +91,9 @@ class _WindowsJoin:
                 self._write_image(machine_password(), None)
                 return
             password = machine_password()
-            account, created = make_account(plan, password)
-            ctx.change(f"domain:{plan.info.realm}", "create" if created else "reset",
-                       None if created else account.dn,
-                       f"{account.dn} (kvno {account.kvno})"
-                       + ("" if created else ", existing account reused"))
-            try:
+            with account_for(plan, password, ctx.change, ctx.warn) as account:
                 self._write_image(password, Sid.parse(account.sid) if account.sid else None)
                 self.hives.commit()
-            except BaseException:
-                warning = discard_account(plan, account, created)
-                if warning:
-                    ctx.warn(warning)
-                raise
         finally:
             plan.session.close()
         ctx.identity("domain-account", None, plan.principal)
