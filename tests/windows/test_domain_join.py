@@ -19,7 +19,6 @@ import os
 import socket
 import struct
 import subprocess
-import sys
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -30,6 +29,7 @@ from regipy.registry import RegistryHive
 from Registry import Registry
 from tests.domain.conftest import domain_controller  # noqa: F401 (the session DC fixture)
 from tests.domain.dc import DomainController
+from tests.domain.test_join import PASSWORD_ENV, RESEAL, reseal
 from tests.domain.test_ldapacct import unique_name
 
 from reseal.domain import keytab, krbkeys
@@ -47,8 +47,6 @@ from .domain_helpers import MemberTree, build_member_tree
 from .helpers import CONFIG, digests, hivexget, pyreg_value, regipy_value
 from .lsa_helpers import impacket_dump
 
-RESEAL = [sys.executable, "-m", "reseal"]
-PASSWORD_ENV = "RESEAL_TEST_WINDOWS_JOIN_PASSWORD"
 CURRENT_VERSION = "Microsoft\\Windows NT\\CurrentVersion"
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
 
@@ -78,14 +76,6 @@ def answer_file(dc: DomainController, where: Path, hostname: str, **domain: obje
     path = where / f"{hostname}.yaml"
     path.write_text(json.dumps(body))  # JSON is YAML
     return path
-
-
-def reseal(*args: str, dc: DomainController, state: Path,
-           password: str | None = None) -> subprocess.CompletedProcess[str]:
-    env = {**os.environ, "RESEAL_STATE_DIR": str(state),
-           PASSWORD_ENV: dc.admin_password if password is None else password}
-    return subprocess.run([*RESEAL, *args], capture_output=True, text=True, env=env,
-                          timeout=300)
 
 
 def image_machine_password(config: Path) -> str:

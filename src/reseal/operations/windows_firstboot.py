@@ -18,7 +18,7 @@ from typing import Any
 
 from reseal.domain.settings import FirstBootSettings
 from reseal.errors import BadInput
-from reseal.image.guestfs import GuestFS
+from reseal.image.guestfs import TEXT_LIMIT, GuestFS
 from reseal.image.model import OSFamily, WindowsSystem
 from reseal.operations.base import IdentityRequest, Operation, OperationContext
 from reseal.windows import firstboot, startup
@@ -81,8 +81,8 @@ def _plan_hook(ctx: OperationContext, hives: HiveSet) -> _Hook:
     fs, root = windows.fs, windows.system_root
     software, system = hives.config("SOFTWARE"), hives.config("SYSTEM")
     state_path = fs.find_path(f"{root}/Setup/State/State.ini")
-    state_ini = startup.decode_ini(fs.read_bytes(state_path)) if state_path and \
-        fs.is_file(state_path) else None
+    state_ini = startup.decode_ini(fs.read_bytes(state_path, limit=TEXT_LIMIT)) \
+        if state_path and fs.is_file(state_path) else None
     why = startup.setup_pending(software.hive if software else None,
                                 system.hive if system else None, state_ini)
     if why is not None:
@@ -105,7 +105,8 @@ def _plan_hook(ctx: OperationContext, hives: HiveSet) -> _Hook:
     if fs.exists(hook):
         raise BadInput(f"{hook}: the image already holds a reseal first-boot hook that has "
                        "not run yet; undo that run first (reseal undo) or boot the clone once")
-    existing = {path: fs.read_bytes(path) if fs.is_file(path) else None for path in watched}
+    existing = {path: fs.read_bytes(path, limit=TEXT_LIMIT) if fs.is_file(path) else None
+                for path in watched}
     return _Hook(mode, why, folder, f"{folder}/{startup.WORK_DIR}", existing)
 
 

@@ -74,18 +74,14 @@ def read_domain_state(security: Hive) -> DomainState:
                         .rstrip("\0") or None)
             except CorruptData as exc:
                 state.problems.append(str(exc))
-    raw = policy_bytes(security, "PolPrDmS")
-    if raw:
-        try:
-            state.domain_sid = str(Sid.from_bytes(raw, where="SECURITY Policy\\PolPrDmS")[0])
-        except CorruptData as exc:
-            state.problems.append(str(exc))
-    raw = policy_bytes(security, "PolMachineAccountS")
-    if raw:
-        try:
-            state.account_sid = str(Sid.from_bytes(raw, where="SECURITY Policy\\PolMachineAccountS")[0])
-        except CorruptData as exc:
-            state.problems.append(str(exc))
+    for name, attribute in (("PolPrDmS", "domain_sid"), ("PolMachineAccountS", "account_sid")):
+        raw = policy_bytes(security, name)
+        if raw:
+            try:
+                setattr(state, attribute,
+                        str(Sid.from_bytes(raw, where=f"SECURITY Policy\\{name}")[0]))
+            except CorruptData as exc:
+                state.problems.append(str(exc))
     raw = policy_bytes(security, "PolDnDmG")
     if raw and len(raw) == 16 and any(raw):
         a, b, c = struct.unpack_from("<IHH", raw)
