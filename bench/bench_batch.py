@@ -139,8 +139,8 @@ def run_once(workdir: Path, master: Path, label: str, clones: int, jobs: int,
 
 
 @contextmanager
-def two_worker_cluster(workdir: Path) -> Iterator[tuple[str, list[int]]]:
-    with dask_cluster(workdir / "cluster", workers=2) as cluster:
+def two_worker_cluster(directory: Path) -> Iterator[tuple[str, list[int]]]:
+    with dask_cluster(directory, workers=2) as cluster:
         yield cluster.address, [w.process.pid for w in cluster.workers]
 
 
@@ -148,7 +148,7 @@ def measure(workdir: Path, master: Path, name: str, clones: int,
             local_jobs: tuple[int, ...]) -> list[dict[str, object]]:
     results = [run_once(workdir, master, f"{name}-j{jobs}", clones, jobs)
                for jobs in local_jobs]
-    with two_worker_cluster(workdir) as (address, pids):
+    with two_worker_cluster(workdir / f"cluster-{name}") as (address, pids):
         results.append(run_once(workdir, master, f"{name}-cluster", clones, 2, address, pids))
     local2 = next(r for r in results if r["run"] == f"{name}-j2")
     cluster_run = results[-1]

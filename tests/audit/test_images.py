@@ -140,3 +140,19 @@ def test_bad_input_exits_2_before_anything_opens(tmp_path: Path) -> None:
     proc = subprocess.run([RESEAL, "audit", "images", str(real), str(real)],
                           capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "name each image once" in proc.stderr
+
+
+def test_overlays_are_read_only_with_their_master_allowed(samples: Path, tmp_path: Path) -> None:
+    master = samples / "linux-gpt.img"
+    overlays = []
+    for name in ("a.qcow2", "b.qcow2"):
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-b", str(master), "-F",
+                        "raw", str(tmp_path / name)], check=True)
+        overlays.append(str(tmp_path / name))
+    code, report = _audit(*overlays)
+    assert code == 1  # neither could be read: their backing file was not allowed
+    assert all(m["status"] == "error" and "backing file" in m["notes"][0]
+               for m in report["machines"])
+    code, report = _audit("--allow-backing", str(master), *overlays)
+    assert code == 3  # two overlays of one master, never generalized: they collide
+    assert {"hostname", "machine-id"} <= {f["kind"] for f in report["findings"]}

@@ -35,7 +35,10 @@ def check_paths(images: list[str]) -> None:
 
 
 def audit_images(images: list[str], *, allow_unclean_ntfs: bool = False,
+                 allowed_backing: tuple[Path, ...] = (),
                  progress: Progress | None = None) -> AuditReport:
+    """Read every image (read-only) and compare their identities. `allowed_backing`: the
+    backing files (masters) qcow2/vmdk overlays may use; any other is refused."""
     check_paths(images)
     started_at = datetime.datetime.now(datetime.UTC)
     start = time.monotonic()
@@ -45,7 +48,7 @@ def audit_images(images: list[str], *, allow_unclean_ntfs: bool = False,
         machine = Machine(id=image, label=image, addresses=[])
         machines.append(machine)
         try:
-            _read_image(image, machine, allow_unclean_ntfs)
+            _read_image(image, machine, allow_unclean_ntfs, allowed_backing)
             machine.probes.append(Probe("inspect", "ok", "",
                                         round(time.monotonic() - begun, 3)))
         except ResealError as exc:
@@ -67,12 +70,14 @@ def audit_images(images: list[str], *, allow_unclean_ntfs: bool = False,
         warnings=[f"{i}: could not be read; its identities are not compared" for i in failed])
 
 
-def _read_image(image: str, machine: Machine, allow_unclean_ntfs: bool) -> None:
+def _read_image(image: str, machine: Machine, allow_unclean_ntfs: bool,
+                allowed_backing: tuple[Path, ...]) -> None:
     from reseal.image.target import OpenOptions, open_target
     from reseal.inspection import inspect_target
     from reseal.inspection.clone_ids import linux_saved_duids, windows_clone_ids
 
-    options = OpenOptions(writable=False, allow_unclean_ntfs=allow_unclean_ntfs)
+    options = OpenOptions(writable=False, allow_unclean_ntfs=allow_unclean_ntfs,
+                          allowed_backing=allowed_backing)
     with open_target(image, options) as target:
         report = inspect_target(target)
         layout = target.layout

@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
+from reseal.cli.options import add_allow_backing, allowed_backing
 from reseal.errors import BadInput
 
 SEVERITIES = ("high", "medium", "low")
@@ -40,6 +41,7 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
                                              "(read-only)")
     images.add_argument("images", nargs="+",
                         help="raw/qcow2/vmdk/vhdx/vhd images, block devices or mounted roots")
+    add_allow_backing(images)
     images.add_argument("--allow-unclean-ntfs", action="store_true",
                         help="read NTFS that is hibernated or was not shut down cleanly")
     _common(images)
@@ -117,5 +119,5 @@ def run_images(args: argparse.Namespace) -> int:
     _check_html_target(args.html)
     progress = Progress(len(args.images), "images")
     report = audit_images(args.images, allow_unclean_ntfs=args.allow_unclean_ntfs,
-                          progress=progress)
+                          allowed_backing=allowed_backing(args), progress=progress)
     return _finish(report, args)
