@@ -1,4 +1,5 @@
-"""windows-domain-join against the real Samba AD DC of the test session.
+"""windows-domain-join against the real Samba AD DC of the test session (here, beside the
+Linux join tests, so that one DC per test session serves both).
 
 A Windows directory target is built from a real domain member of ../shared (its SAM, SECURITY,
 DEFAULT; a real SYSTEM made consistent with it, see domain_helpers) and generalized with the
@@ -21,16 +22,17 @@ import struct
 import subprocess
 import uuid
 from collections.abc import Iterator
-from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
 from regipy.registry import RegistryHive
 from Registry import Registry
-from tests.domain.conftest import domain_controller  # noqa: F401 (the session DC fixture)
 from tests.domain.dc import DomainController
 from tests.domain.test_join import PASSWORD_ENV, RESEAL, reseal
 from tests.domain.test_ldapacct import unique_name
+from tests.windows.domain_helpers import MemberTree, build_member_tree
+from tests.windows.helpers import CONFIG, digests, hivexget, pyreg_value, regipy_value
+from tests.windows.lsa_helpers import impacket_dump
 
 from reseal.domain import keytab, krbkeys
 from reseal.domain.ldapacct import AccountSession, ComputerSpec
@@ -42,10 +44,6 @@ from reseal.registry import Hive
 from reseal.windows.hives import HiveSet
 from reseal.windows.sam import alias_members, decode_policy_name
 from reseal.windows.sid import Sid
-
-from .domain_helpers import MemberTree, build_member_tree
-from .helpers import CONFIG, digests, hivexget, pyreg_value, regipy_value
-from .lsa_helpers import impacket_dump
 
 CURRENT_VERSION = "Microsoft\\Windows NT\\CurrentVersion"
 HIVES = ("SYSTEM", "SOFTWARE", "SAM", "SECURITY", "DEFAULT")
@@ -148,7 +146,7 @@ def member(shared_dir: Path, tmp_path: Path) -> MemberTree:
     return windows_member(shared_dir, tmp_path / "root")
 
 
-def test_offline_join_end_to_end(domain_controller: DomainController,  # noqa: F811
+def test_offline_join_end_to_end(domain_controller: DomainController,
                                  member: MemberTree, tmp_path: Path) -> None:
     dc = domain_controller
     name = unique_name("W")
@@ -263,7 +261,7 @@ def _closed_port() -> int:
 
 
 @pytest.mark.parametrize("case", ["wrong password", "unreachable", "existing account"])
-def test_refusals_touch_neither_image_nor_dc(domain_controller: DomainController,  # noqa: F811
+def test_refusals_touch_neither_image_nor_dc(domain_controller: DomainController,
                                              member: MemberTree, tmp_path: Path,
                                              case: str) -> None:
     dc = domain_controller
@@ -308,13 +306,13 @@ def _settings(dc: DomainController, **extra: object) -> DomainSettings:
 
 
 @pytest.fixture
-def join_password(domain_controller: DomainController,  # noqa: F811
+def join_password(domain_controller: DomainController,
                   monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
     monkeypatch.setenv(PASSWORD_ENV, domain_controller.admin_password)
     yield
 
 
-def test_failed_image_write_leaves_no_account(domain_controller: DomainController,  # noqa: F811
+def test_failed_image_write_leaves_no_account(domain_controller: DomainController,
                                               member: MemberTree, tmp_path: Path,
                                               monkeypatch: pytest.MonkeyPatch,
                                               join_password: None) -> None:
@@ -339,7 +337,7 @@ def test_failed_image_write_leaves_no_account(domain_controller: DomainControlle
     assert digests(member.root) == before
 
 
-def test_reuse_existing_account_and_dry_run(domain_controller: DomainController,  # noqa: F811
+def test_reuse_existing_account_and_dry_run(domain_controller: DomainController,
                                             member: MemberTree, tmp_path: Path,
                                             monkeypatch: pytest.MonkeyPatch,
                                             join_password: None) -> None:
@@ -368,48 +366,3 @@ def test_reuse_existing_account_and_dry_run(domain_controller: DomainController,
         authenticates(dc, name, image_machine_password(member.root / CONFIG), tmp_path, kvno=2)
     finally:
         dc.delete_computer_if_present(name)
-
-
-def test_verify_flags_the_masters_secret_and_cached_logons(shared_dir: Path,
-                                                           tmp_path: Path) -> None:
-    """No DC needed: a run without windows-domain-leave leaves the master's $MACHINE.ACC
-    and its four cached logons (dfwinreg's real ones), and verify names each of them; after
-    windows-domain-leave, none is left."""
-    from reseal.windows.lsa import LsaSecrets, boot_key
-
-    tree = build_member_tree(shared_dir, tmp_path / "root", "dfwinreg")
-    config = tree.root / CONFIG
-    security = Hive.open(config / "SECURITY")
-    lsa = LsaSecrets.open(security, boot_key(Hive.open(config / "SYSTEM")))
-    secret = tree.secrets["$MACHINE.ACC"]
-    lsa.write("$MACHINE.ACC", secret, secret, when=datetime(2016, 11, 1, tzinfo=UTC))
-    security.save(config / "SECURITY")
-    (config / "SECURITY.reseal-orig").unlink()
-    env = {**os.environ, "RESEAL_STATE_DIR": str(tmp_path / "state")}
-
-    def generalize(operations: str, run: str) -> Path:
-        done = subprocess.run([*RESEAL, "generalize", str(tree.root), "--hostname", "NEWPC8",
-                               "--operations", operations, "--run-dir", str(tmp_path / run)],
-                              capture_output=True, text=True, env=env, timeout=300)
-        assert done.returncode == 0, done.stderr
-        return tmp_path / run / "report.json"
-
-    def verify(report: Path) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([*RESEAL, "verify", str(tree.root), "--report", str(report),
-                               "--json"], capture_output=True, text=True, env=env, timeout=300)
-
-    report = generalize("windows-machine-sid,windows-computer-name", "run1")
-    found = verify(report)
-    assert found.returncode == 1, found.stdout + found.stderr
-    hits = [h for h in json.loads(found.stdout)["hits"] if h["remedy"] ==
-            "windows-domain-leave"]
-    assert sorted(h["where"] for h in hits) == [
-        "SECURITY\\Cache\\NL$1", "SECURITY\\Cache\\NL$2", "SECURITY\\Cache\\NL$3",
-        "SECURITY\\Cache\\NL$4", "SECURITY\\Policy\\Secrets\\$MACHINE.ACC"]
-    assert all(not h["explained"] for h in hits)
-    assert secret.hex() not in found.stdout
-
-    report = generalize("windows-domain-leave", "run2")
-    clean = verify(report)
-    assert not [h for h in json.loads(clean.stdout)["hits"]
-                if h["remedy"] == "windows-domain-leave"], clean.stdout
