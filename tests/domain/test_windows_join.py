@@ -65,12 +65,16 @@ def windows_member(shared: Path, root: Path, which: str = "belkasoft") -> Member
     return tree
 
 
-def answer_file(dc: DomainController, where: Path, hostname: str, **domain: object) -> Path:
+def answer_file(dc: DomainController, where: Path, hostname: str,
+                firstboot: dict[str, object] | None = None, **domain: object) -> Path:
     settings = {"name": dc.dns_name, "account": dc.admin_account, "password_env": PASSWORD_ENV,
                 "controller": dc.fqdn, "address": dc.address, "ca_file": str(dc.ca_file),
                 **domain}
+    defaults: dict[str, object] = {"domain": settings}
+    if firstboot:
+        defaults["firstboot"] = firstboot
     body = {"version": 1, "os": "windows", "machines": [{"hostname": hostname}],
-            "defaults": {"domain": settings}}
+            "defaults": defaults}
     path = where / f"{hostname}.yaml"
     path.write_text(json.dumps(body))  # JSON is YAML
     return path
@@ -153,8 +157,9 @@ def test_offline_join_end_to_end(domain_controller: DomainController,
     config = member.root / CONFIG
     before = digests(member.root)
     state = tmp_path / "state"
+    firstboot = {"registered_owner": "IT", "commands": ["gpupdate /target:computer"]}
     result = reseal("generalize", str(member.root), "--answer-file",
-                    str(answer_file(dc, tmp_path, name)), "--machine-sid", "random",
+                    str(answer_file(dc, tmp_path, name, firstboot)), "--machine-sid", "random",
                     dc=dc, state=state)
     try:
         assert result.returncode == 0, result.stderr
@@ -218,6 +223,10 @@ def test_offline_join_end_to_end(domain_controller: DomainController,
         assert Sid.parse(f"{domain['objectSid'][0]}-513") in alias_members(users, where="C")
         assert pyreg_value(config / "SOFTWARE", f"{CURRENT_VERSION}\\Winlogon",
                            "CachePrimaryDomain") == dc.netbios
+        # the same run applied firstboot: (written before the join commit wrote SOFTWARE)
+        assert pyreg_value(config / "SOFTWARE", CURRENT_VERSION, "RegisteredOwner") == "IT"
+        assert (member.root / "Windows/System32/GroupPolicy/Machine/Scripts/Startup/"
+                "reseal-firstboot/command-1.cmd").read_bytes() == b"gpupdate /target:computer\r\n"
 
         report = next(state.glob("runs/*/report.json"))
         assert regipy_reads_changes(config, report) >= 15
