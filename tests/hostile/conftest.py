@@ -38,10 +38,27 @@ class CliRun:
     stdout: str
     stderr: str
     seconds: float
-    max_rss_kib: int
+    max_rss_kib: int  # the CLI process's own peak (VmHWM), not counting the test's fork
 
     def error_lines(self) -> list[str]:
         return [line for line in self.stderr.splitlines() if line.strip()]
+
+
+# Runs the CLI and, at its exit, writes the process's peak resident size (VmHWM, which starts
+# afresh at exec) to a file. ru_maxrss from wait4 would count the pytest process the child was
+# forked from, which grows over a session.
+_LAUNCHER = """\
+import atexit, os, runpy, sys
+peak_file = os.environ.pop("RESEAL_TEST_PEAK_FILE")
+def _report():
+    with open("/proc/self/status") as status:
+        kib = next(line.split()[1] for line in status if line.startswith("VmHWM:"))
+    with open(peak_file, "w") as out:
+        out.write(kib)
+atexit.register(_report)
+sys.argv[0] = "reseal"
+runpy.run_module("reseal", run_name="__main__", alter_sys=True)
+"""
 
 
 def _child_setup(umask: int | None) -> None:
@@ -55,12 +72,12 @@ def run_reseal(args: Sequence[str | Path], *, env: dict[str, str] | None = None,
                timeout: float = TIME_BOUND, cwd: Path | None = None,
                umask: int | None = None) -> CliRun:
     """Run `reseal ARGS` with the memory cap; kill it (and its children) at the time bound."""
-    full_env = {**os.environ, **(env or {})}
-    started = time.monotonic()
     out_path = Path(os.environ.get("TMPDIR", "/tmp")) / f"reseal-hostile-{secrets.token_hex(6)}"
+    full_env = {**os.environ, **(env or {}), "RESEAL_TEST_PEAK_FILE": f"{out_path}.peak"}
+    started = time.monotonic()
     with open(f"{out_path}.out", "w+b") as out, open(f"{out_path}.err", "w+b") as err:
         try:
-            proc = subprocess.Popen([sys.executable, "-m", "reseal", *map(str, args)],
+            proc = subprocess.Popen([sys.executable, "-c", _LAUNCHER, *map(str, args)],
                                     stdin=subprocess.DEVNULL, stdout=out, stderr=err,
                                     env=full_env, cwd=cwd,
                                     preexec_fn=lambda: _child_setup(umask))
@@ -76,11 +93,14 @@ def run_reseal(args: Sequence[str | Path], *, env: dict[str, str] | None = None,
             err.seek(0)
             stdout = out.read().decode(errors="replace")
             stderr = err.read().decode(errors="replace")
+            peak = Path(f"{out_path}.peak")
+            # No report (killed, or os._exit): fall back to wait4's figure, an upper bound.
+            max_rss = int(peak.read_text()) if peak.exists() else usage.ru_maxrss
         finally:
-            for suffix in (".out", ".err"):
+            for suffix in (".out", ".err", ".peak"):
                 Path(f"{out_path}{suffix}").unlink(missing_ok=True)
     assert seconds < timeout, f"reseal ran into the {timeout:.0f} s bound: {stderr[-400:]}"
-    return CliRun(proc.returncode, stdout, stderr, seconds, usage.ru_maxrss)
+    return CliRun(proc.returncode, stdout, stderr, seconds, max_rss)
 
 
 def _kill_group(pid: int) -> None:
