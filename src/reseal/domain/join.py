@@ -15,9 +15,18 @@ and nothing has been written anywhere.
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
-from reseal.domain.ldapacct import AccountSession, ComputerAccount, ComputerSpec, DomainInfo
+from reseal.domain.ldapacct import (
+    AccountSession,
+    ComputerAccount,
+    ComputerSpec,
+    DomainError,
+    DomainInfo,
+    check_computer_name,
+)
 from reseal.domain.settings import DomainSettings
 from reseal.errors import BadInput, ResealError
 
@@ -37,6 +46,39 @@ class JoinPlan:
     @property
     def principal(self) -> str:
         return f"{self.spec.sam_account_name}@{self.info.realm}"
+
+
+def check_request(domain: DomainSettings, name: str, problems: list[str], rename_hint: str
+                  ) -> None:
+    """The refusals a join makes before the target is even opened: settings `problems`, a
+    computer name that cannot be an account, a join password that cannot be read."""
+    if problems:
+        raise BadInput(f"domain {domain.name}: {'; '.join(problems)}")
+    try:
+        check_computer_name(name)
+    except DomainError as exc:
+        raise BadInput(f"domain join: {exc}; {rename_hint}") from None
+    assert domain.password is not None
+    domain.password.read()  # readable now, or one clear line before anything is opened
+
+
+@contextlib.contextmanager
+def account_for(plan: JoinPlan, password: str,
+                record: Callable[[str, str, str | None, str | None], None],
+                warn: Callable[[str], None]) -> Iterator[ComputerAccount]:
+    """`make_account`, recorded; if the body (writing the secret into the image) fails, the
+    account made is deleted again (`discard_account`) and the failure goes on."""
+    account, created = make_account(plan, password)
+    record(f"domain:{plan.info.realm}", "create" if created else "reset",
+           None if created else account.dn,
+           f"{account.dn} (kvno {account.kvno})" + ("" if created else ", existing account reused"))
+    try:
+        yield account
+    except BaseException:
+        warning = discard_account(plan, account, created)
+        if warning:
+            warn(warning)
+        raise
 
 
 def open_join(domain: DomainSettings, spec: ComputerSpec,

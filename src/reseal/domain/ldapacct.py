@@ -82,6 +82,7 @@ class DomainInfo:
     base_dn: str  # DC=reseal,DC=test
     computers_dn: str  # CN=Computers,DC=reseal,DC=test
     dc_dns_name: str  # the DC's own dnsHostName (rootDSE)
+    forest: str = ""  # DNS name of the forest root domain (rootDSE rootDomainNamingContext)
 
     @property
     def realm(self) -> str:
@@ -275,6 +276,12 @@ class AccountSession:
                 "invalidCredentials" else ""))
         return cls(conn, endpoint, account)
 
+    def peer_address(self) -> str | None:
+        """The IP address this session is connected to (None when unknown)."""
+        with contextlib.suppress(Exception):
+            return str(self._conn.socket.getpeername()[0])
+        return None
+
     def close(self) -> None:
         with contextlib.suppress(Exception):  # closing a dead session is not an error
             self._conn.unbind()
@@ -336,13 +343,15 @@ class AccountSession:
         if self._info is not None:
             return self._info
         root = self._search("", "(objectClass=*)", ("defaultNamingContext",
-                            "configurationNamingContext", "dnsHostName"), scope="BASE",
+                            "configurationNamingContext", "dnsHostName",
+                            "rootDomainNamingContext"), scope="BASE",
                             doing="read the rootDSE")
         if not root:
             raise DomainError(f"{self.endpoint.describe()}: the DC returned no rootDSE")
         base = self._text(root[0], "defaultNamingContext") or ""
         config = self._text(root[0], "configurationNamingContext") or ""
         dc_name = self._text(root[0], "dnsHostName") or self.endpoint.server_name
+        forest_dn = self._text(root[0], "rootDomainNamingContext") or base
         domain = self._search(base, "(objectClass=domain)", ("objectSid", "objectGUID",
                               "wellKnownObjects"), scope="BASE", doing="read the domain object")
         if not domain:
@@ -369,8 +378,18 @@ class AccountSession:
         self._info = DomainInfo(dns_name=dns_name, netbios_name=netbios.upper(),
                                 sid=sid_to_text(sid_raw),
                                 guid=str(uuid.UUID(bytes_le=guid_raw)), base_dn=base,
-                                computers_dn=computers, dc_dns_name=dc_name)
+                                computers_dn=computers, dc_dns_name=dc_name,
+                                forest=_dn_to_dns(forest_dn) or dns_name)
         return self._info
+
+    def netlogon_ping(self) -> bytes | None:
+        """The DC's NETLOGON_SAM_LOGON_RESPONSE_EX for its domain (an LDAP ping over this
+        session, `reseal.domain.netlogon`), or None when it gives none."""
+        from reseal.domain.netlogon import ping_filter
+
+        found = self._search("", ping_filter(self.domain_info().dns_name), ("Netlogon",),
+                             scope="BASE", doing="LDAP ping (Netlogon)")
+        return self._first(found[0], "Netlogon") if found else None
 
     # -------------------------------------------------------------- accounts
     def _account(self, entry: dict[str, Any]) -> ComputerAccount:
@@ -505,6 +524,13 @@ class AccountSession:
         if not ok:
             raise DomainError(describe_ldap_failure(self._conn.result or {},
                                                     f"{self.endpoint.describe()}: delete {dn}"))
+
+
+def _dn_to_dns(dn: str) -> str:
+    """DC=corp,DC=example -> corp.example (other RDNs ignored)."""
+    parts = [rdn.split("=", 1)[1] for rdn in dn.split(",")
+             if rdn.strip().upper().startswith("DC=")]
+    return ".".join(p.strip() for p in parts).lower()
 
 
 def _escape(value: str) -> str:

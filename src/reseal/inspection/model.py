@@ -47,6 +47,10 @@ class WindowsReport:
     security_sid: str | None = None
     machine_guid: str | None = None
     membership: str | None = None  # "domain NAME (SID, DNS name)" or "workgroup NAME"
+    domain_sid: str | None = None  # PolPrDmS: None for a workgroup member
+    domain_dns_name: str | None = None
+    machine_account_sid: str | None = None  # PolMachineAccountS (Windows 10+)
+    join_pending: str | None = None  # Netlogon JoinDomain: the DC the first start asks
     machine_secret: str | None = None  # "$MACHINE.ACC present, set <time>" (never the secret)
     cached_logons: int | None = None
     absent: list[str] = field(default_factory=list)  # what could not be read, and why

@@ -81,7 +81,10 @@ def _windows(win: WindowsReport) -> list[str]:
         ("boot control set", f"ControlSet{win.control_set:03d}" if win.control_set else None),
         ("computer name", win.computer_name), ("machine SID (SAM)", win.sam_sid),
         ("machine SID (SECURITY)", win.security_sid), ("MachineGuid", win.machine_guid),
-        ("membership", win.membership), ("machine account secret", win.machine_secret),
+        ("membership", win.membership), ("domain SID", win.domain_sid),
+        ("machine account SID", win.machine_account_sid),
+        ("domain join record", win.join_pending),
+        ("machine account secret", win.machine_secret),
         ("cached domain logons", win.cached_logons), ("hives", hives),
     ])
     lines += [f"  absent: {terminal_safe(item)}" for item in win.absent]

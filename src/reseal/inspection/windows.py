@@ -81,7 +81,20 @@ def inspect_windows(system: WindowsSystem) -> WindowsReport:
         _sam_facts(hives.get("SAM"), report)
         _security_facts(hives.get("SECURITY"), report)
         _domain_facts(system, report)
+        _join_pending(hives.get("SYSTEM"), report)
     return report
+
+
+def _join_pending(hive: RegistryHive | None, report: WindowsReport) -> None:
+    """A Netlogon JoinDomain record (left by a join, offline or online, until Netlogon's
+    next start) in the boot control set."""
+    if hive is None or report.control_set is None:
+        return
+    key = rf"\ControlSet{report.control_set:03d}\Services\Netlogon\JoinDomain"
+    dc = _text(_value(hive, key, "DomainControllerName"))
+    if dc:
+        domain = _text(_value(hive, key, "DomainName")) or "?"
+        report.join_pending = f"{domain} via {dc.lstrip(chr(92))} (read at Netlogon's next start)"
 
 
 def _domain_facts(system: WindowsSystem, report: WindowsReport) -> None:
@@ -98,6 +111,9 @@ def _domain_facts(system: WindowsSystem, report: WindowsReport) -> None:
         report.absent.append(f"SECURITY domain membership: {exc}")
         return
     report.membership = state.describe()
+    report.domain_sid = state.domain_sid
+    report.domain_dns_name = state.dns_name
+    report.machine_account_sid = state.account_sid if state.member else None
     if state.machine_secret:
         when = state.machine_secret_changed
         report.machine_secret = "$MACHINE.ACC present" + (

@@ -25,8 +25,8 @@ from typing import Any
 
 from reseal.domain import keytab, krbkeys
 from reseal.domain.hook import CA_PATH, HookPlan, guest_python_problem, install_hook
-from reseal.domain.join import JoinPlan, discard_account, make_account, open_join
-from reseal.domain.ldapacct import ComputerAccount, ComputerSpec, DomainError, check_computer_name
+from reseal.domain.join import JoinPlan, account_for, check_request, open_join
+from reseal.domain.ldapacct import ComputerAccount, ComputerSpec
 from reseal.domain.membership import SYSTEM_KEYTAB, read_keytab
 from reseal.domain.passwords import machine_password
 from reseal.domain.settings import DomainSettings
@@ -59,17 +59,9 @@ def validate(request: IdentityRequest, options: Any) -> None:
     domain = request.domain
     if domain is None:
         return
-    problems = domain.problems()
-    if problems:
-        raise BadInput(f"domain {domain.name}: {'; '.join(problems)}")
     name, _fqdn = clone_names(request, domain)
-    try:
-        check_computer_name(name)
-    except DomainError as exc:
-        raise BadInput(f"domain join: {exc}; choose a host name whose first label has at "
-                       "most 15 characters") from None
-    assert domain.password is not None
-    domain.password.read()  # readable now, or one clear line before anything is opened
+    check_request(domain, name, domain.problems(),
+                  "choose a host name whose first label has at most 15 characters")
 
 
 @dataclass
@@ -88,21 +80,11 @@ class _Join:
             return
         password = machine_password()
         try:
-            account, created = make_account(plan, password)
-            ctx.change(f"domain:{plan.info.realm}", "create" if created else "reset",
-                       None if created else account.dn,
-                       f"{account.dn} (kvno {account.kvno})"
-                       + ("" if created else ", existing account reused"))
-            try:
+            with account_for(plan, password, ctx.change, ctx.warn) as account:
                 if plan.domain.mode == "offline":
                     self._write_keytab(account, password)
                 else:
                     self._install_hook(account, password)
-            except BaseException:
-                warning = discard_account(plan, account, created)
-                if warning:
-                    ctx.warn(warning)
-                raise
         finally:
             plan.session.close()
         old = ctx.log.identity.get("domain-account")

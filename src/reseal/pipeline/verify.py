@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from reseal.domain.membership import scan_domain_traces
 from reseal.image.model import LinuxSystem
@@ -28,6 +29,14 @@ def old_identity(report: RunReport) -> dict[str, str]:
     return {name: v.old for name, v in report.identity.items() if v.old and v.old != v.new}
 
 
+def _started(report: RunReport) -> datetime | None:
+    """When the run began (what the image held before it is the master's)."""
+    try:
+        return datetime.fromisoformat(report.started)
+    except (TypeError, ValueError):
+        return None
+
+
 def scan_leftovers(target: Target, report: RunReport, *, deep: bool = False) -> list[LeftoverHit]:
     old = old_identity(report)
     notes = "\n".join(report.notes)
@@ -44,7 +53,7 @@ def scan_leftovers(target: Target, report: RunReport, *, deep: bool = False) -> 
         else:
             from reseal.pipeline.verify_windows import windows_hits
 
-            hits += windows_hits(target, system, old, notes)
+            hits += windows_hits(target, system, old, notes, _started(report))
     if deep:
         from reseal.pipeline.verify_windows import deep_hits
 

@@ -4,7 +4,8 @@ place a run claims, and with --deep the raw disk, as `LeftoverHit` rows.
 File-level places, for the old identity a run's report names: the RegBack hive copies, the NTFS
 ACL of every file and folder on every NTFS volume of the machine, the scheduled-task XMLs, the
 names of files and folders on every volume (`$Recycle.Bin\\<SID>`), and the master's
-machine-account secret in SECURITY. Each hit says what it is and which operation removes it.
+machine-account secret and cached domain logons in SECURITY. Each hit says what it is and
+which operation removes it.
 The raw-disk scan is `reseal.windows.deepscan`.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from reseal.errors import CorruptData, ResealError
@@ -26,8 +28,9 @@ from reseal.operations.windows_sid_folders import find_sid_names
 from reseal.pipeline.verify import LeftoverHit
 from reseal.registry import Hive
 from reseal.windows.deepscan import deep_scan
-from reseal.windows.domain import MACHINE_ACCOUNT_SECRET
+from reseal.windows.domain import CACHE, MACHINE_ACCOUNT_SECRET, cached_logon_times
 from reseal.windows.hives import HiveSet, LoadedHive
+from reseal.windows.lsa import secret_changed
 from reseal.windows.ntfsvolumes import machine_volumes, read_acl, walk_entries
 from reseal.windows.secdesc import sid_slots
 from reseal.windows.sid import Sid, sid_text_pattern
@@ -65,7 +68,7 @@ def remedy_for(identity: str) -> str:
 
 
 def scan_windows_files(target: Target, system: WindowsSystem, old: dict[str, str],
-                       notes: str = "") -> list[FileTrace]:
+                       notes: str = "", started: datetime | None = None) -> list[FileTrace]:
     traces: list[FileTrace] = []
     traces += _regback(system, old)
     sid_text = old.get("machine-sid")
@@ -81,7 +84,8 @@ def scan_windows_files(target: Target, system: WindowsSystem, old: dict[str, str
             if machine_volume.volume.fstype == "ntfs":
                 traces += _acls(fs, prefix, old_sid)
     traces += _tasks(system, old_sid, names)
-    traces += _machine_secret(system, notes)
+    traces += _machine_secret(system, notes, started)
+    traces += _cached_logons(system, started)
     return traces
 
 
@@ -160,31 +164,62 @@ def _tasks(system: WindowsSystem, old_sid: Sid | None, names: Iterable[str]) -> 
     return traces
 
 
-def _machine_secret(system: WindowsSystem, notes: str) -> list[FileTrace]:
-    """The master's $MACHINE.ACC, recognised by the digest windows-domain-leave reported."""
-    digests = set(DIGEST.findall(notes))
+def _security(system: WindowsSystem) -> Hive | None:
     path = system.hive_path("SECURITY")
-    if not digests or path is None:
-        return []
+    if path is None:
+        return None
     try:
-        security = Hive.from_bytes(system.fs.read_bytes(path), name="SECURITY")
+        return Hive.from_bytes(system.fs.read_bytes(path), name="SECURITY")
     except ResealError:
+        return None
+
+
+def _machine_secret(system: WindowsSystem, notes: str,
+                    started: datetime | None = None) -> list[FileTrace]:
+    """The master's $MACHINE.ACC: the value windows-domain-leave removed (its digest is in
+    the report), or a secret last set before the run started (a join sets it during the
+    run, so an older one came with the master)."""
+    digests = set(DIGEST.findall(notes))
+    if not digests and started is None:
+        return []
+    security = _security(system)
+    if security is None:
         return []
     key = security.key(f"Policy\\Secrets\\{MACHINE_ACCOUNT_SECRET}\\CurrVal")
     value = key.value("") if key is not None else None
-    if value is None or stored_digest(value.raw) not in digests:
+    if value is None:
+        return []
+    changed = secret_changed(security, MACHINE_ACCOUNT_SECRET)
+    older = started is not None and changed is not None and changed < started
+    if stored_digest(value.raw) not in digests and not older:
         return []
     return [FileTrace(f"SECURITY\\Policy\\Secrets\\{MACHINE_ACCOUNT_SECRET}",
                       "the master's machine-account secret", "domain-membership",
                       "$MACHINE.ACC", "windows-domain-leave")]
 
 
-def windows_hits(target: Target, system: WindowsSystem, old: dict[str, str], notes: str
-                 ) -> list[LeftoverHit]:
+def _cached_logons(system: WindowsSystem, started: datetime | None) -> list[FileTrace]:
+    """Cached domain logons (SECURITY Cache\\NL$n) made before the run: the master's users'
+    password verifiers, which windows-domain-leave empties. Only the entries' clear header
+    is read (its LastWrite time), never the encrypted part."""
+    if started is None:
+        return []
+    security = _security(system)
+    if security is None:
+        return []
+    return [FileTrace(f"SECURITY\\{CACHE}\\{name}", "a cached domain logon of the master "
+                      f"(cached {when:%Y-%m-%d %H:%M} UTC)" if when else
+                      "a cached domain logon of the master", "domain-membership", name,
+                      "windows-domain-leave")
+            for name, when in cached_logon_times(security) if when is None or when < started]
+
+
+def windows_hits(target: Target, system: WindowsSystem, old: dict[str, str], notes: str,
+                 started: datetime | None = None) -> list[LeftoverHit]:
     label = f"windows:{system.volume.key}"
     hits = [LeftoverHit(label, h.where, f"{h.identity} ({h.form})", h.match, h.where in notes,
                         remedy_for(h.identity)) for h in scan_windows_leftovers(system, old)]
-    for trace in scan_windows_files(target, system, old, notes):
+    for trace in scan_windows_files(target, system, old, notes, started):
         explained = trace.where in notes or (trace.same_as is not None and trace.same_as in notes)
         hits.append(LeftoverHit(label, trace.where, trace.what, trace.match, explained,
                                 trace.remedy))

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from reseal.errors import CorruptData
 from reseal.registry import Hive
@@ -28,6 +28,7 @@ CACHE_ENTRY_REVISION_OFFSET = 40
 CACHE_ENTRY_SIZE = 168  # an unused slot as Windows keeps it: zeros and the entry revision
 CACHE_USER_LENGTH_OFFSET = 0
 CACHE_IV = slice(64, 80)
+CACHE_LAST_WRITE_OFFSET = 32  # NL_RECORD: FILETIME of the logon, in clear before the IV
 
 
 @dataclass
@@ -39,6 +40,7 @@ class DomainState:
     dns_name: str | None = None
     forest: str | None = None
     domain_guid: str | None = None
+    account_sid: str | None = None  # PolMachineAccountS: the computer account (Windows 10+)
     machine_secret: bool = False
     machine_secret_changed: datetime | None = None
     cached_logons: int = 0
@@ -72,12 +74,14 @@ def read_domain_state(security: Hive) -> DomainState:
                         .rstrip("\0") or None)
             except CorruptData as exc:
                 state.problems.append(str(exc))
-    raw = policy_bytes(security, "PolPrDmS")
-    if raw:
-        try:
-            state.domain_sid = str(Sid.from_bytes(raw, where="SECURITY Policy\\PolPrDmS")[0])
-        except CorruptData as exc:
-            state.problems.append(str(exc))
+    for name, attribute in (("PolPrDmS", "domain_sid"), ("PolMachineAccountS", "account_sid")):
+        raw = policy_bytes(security, name)
+        if raw:
+            try:
+                setattr(state, attribute,
+                        str(Sid.from_bytes(raw, where=f"SECURITY Policy\\{name}")[0]))
+            except CorruptData as exc:
+                state.problems.append(str(exc))
     raw = policy_bytes(security, "PolDnDmG")
     if raw and len(raw) == 16 and any(raw):
         a, b, c = struct.unpack_from("<IHH", raw)
@@ -106,6 +110,27 @@ def used_cache_entries(security: Hive) -> list[str]:
         if value is not None and not is_empty_cache_entry(value.raw):
             used.append(name)
     return used
+
+
+def cached_logon_times(security: Hive) -> list[tuple[str, datetime | None]]:
+    """(NL$n, when the logon was cached) for every used cache slot; the time is the entry's
+    LastWrite FILETIME, stored in clear in the NL_RECORD header (impacket's secretsdump
+    reads the same header). Nothing is decrypted."""
+    key = security.key(CACHE)
+    found: list[tuple[str, datetime | None]] = []
+    for name in used_cache_entries(security):
+        value = key.value(name) if key is not None else None
+        raw = value.raw if value is not None else b""
+        when = None
+        if len(raw) >= CACHE_LAST_WRITE_OFFSET + 8:
+            (ticks,) = struct.unpack_from("<Q", raw, CACHE_LAST_WRITE_OFFSET)
+            if ticks:
+                try:
+                    when = datetime(1601, 1, 1, tzinfo=UTC) + timedelta(microseconds=ticks // 10)
+                except OverflowError:
+                    when = None
+        found.append((name, when))
+    return found
 
 
 def is_empty_cache_entry(raw: bytes) -> bool:
