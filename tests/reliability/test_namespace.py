@@ -247,3 +247,33 @@ def _alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
     except OSError:
         return False
+
+
+LAST_SERVER_THEN_DIE = """
+import os, signal, subprocess
+from reseal.image import attach
+with attach.private_mount_namespace(()):
+    server = subprocess.Popen(["sleep", "600"],
+                              preexec_fn=attach._last_server_preexec(attach._keeper_pipe()))
+    print(server.pid, flush=True)
+    os.kill(os.getpid(), signal.SIGKILL)  # at once: the keeper has not read the pid yet
+"""
+
+
+def test_keeper_stops_a_server_whose_pid_it_had_not_read_when_its_parent_died() -> None:
+    """The keeper learns its parent died by a signal that can come before the pid the parent
+    just wrote is read from the pipe; it reads the pipe to its end first, and stops that server
+    at once (not after waiting for it as one of the namespace's other processes)."""
+    import sys
+
+    for _ in range(5):  # the race is the parent's, so try it a few times
+        child = subprocess.run([sys.executable, "-c", LAST_SERVER_THEN_DIE],
+                               capture_output=True, text=True, timeout=60)
+        assert child.returncode == -signal.SIGKILL, child.stderr
+        server = int(child.stdout.split()[0])
+        deadline = time.monotonic() + 20
+        while _alive(server) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        if _alive(server):
+            os.kill(server, signal.SIGKILL)
+        assert not _alive(server)

@@ -242,9 +242,11 @@ def detach_unneeded_mounts(paths: Sequence[str]) -> int:
 
 
 KEEPER = """
-import os, signal, sys, time
+import os, select, signal, sys, time
 
 last = {}  # pid -> start time: processes to stop once the others of the namespace are gone
+partial = [b""]
+told_to_leave = []
 
 def started(pid):
     try:
@@ -257,13 +259,35 @@ def started(pid):
 def gone(pid):
     return last[pid] is None or started(pid) != last[pid]
 
-def leave(*_):
+def take(data):
+    lines = (partial[0] + data).split(b"\\n")
+    partial[0] = lines.pop()
+    for line in lines:
+        if line.strip().isdigit():
+            last[int(line)] = started(int(line))
+
+def read_pids():
+    # Unbuffered reads of the pipe until its end: a pid written just before our parent died
+    # is still in the pipe when the death signal comes, and must be read before we decide
+    # whom to stop. Once told to leave (or orphaned), what is left is read, bounded.
+    drain_until = None
+    while drain_until is None or time.monotonic() < drain_until:
+        if drain_until is None and (told_to_leave or os.getppid() != parent):
+            drain_until = time.monotonic() + 5
+        ready, _, _ = select.select([0], [], [], 0.2)
+        if ready:
+            data = os.read(0, 4096)
+            if not data:
+                return
+            take(data)
+
+def leave():
     me, ns = os.getpid(), os.readlink("/proc/self/ns/mnt")
     deadline = time.monotonic() + 120
     while time.monotonic() < deadline:
         others = False
         for pid in os.listdir("/proc"):
-            if pid.isdigit() and int(pid) != me:
+            if pid.isdigit() and int(pid) != me and int(pid) not in last:
                 try:
                     others = os.readlink(f"/proc/{pid}/ns/mnt") == ns
                 except OSError:
@@ -285,17 +309,18 @@ def leave(*_):
             time.sleep(0.05)
     os._exit(0)
 
-signal.signal(signal.SIGTERM, leave)
-if os.getppid() != int(sys.argv[1]):
-    leave()
-for line in sys.stdin:  # ends when the process that started us is gone or lets us go
-    pid = int(line)
-    last[pid] = started(pid)
+parent = int(sys.argv[1])
+signal.signal(signal.SIGTERM, lambda *_: told_to_leave.append(True))
+signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGTERM})  # blocked from the start
+read_pids()  # ends when the process that started us is gone or lets us go
 leave()
 """
 
 
 def _keeper_preexec() -> None:
+    # SIGTERM stays blocked until the keeper's handler is in place: a parent that dies while
+    # the keeper starts must not kill it before it has stopped what it was told of.
+    signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGTERM})
     _libc.prctl(PR_SET_PDEATHSIG, signal.SIGTERM, 0, 0, 0)
 
 
