@@ -22,6 +22,9 @@ import json, signal, sys, time
 from reseal.cli import Terminated, _on_sigterm
 from reseal.image.target import OpenOptions, open_target
 signal.signal(signal.SIGTERM, _on_sigterm)
+# Ctrl-C as at a terminal: a shell starts background jobs (a CI script's, a nohup'd make)
+# with SIGINT ignored, and Python then leaves it ignored
+signal.signal(signal.SIGINT, signal.default_int_handler)
 try:
     with open_target(sys.argv[1], OpenOptions(writable=True)) as target:
         print(json.dumps({"raw": str(target.raw_path),
