@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import lzma
 import os
 import shutil
@@ -19,6 +20,12 @@ def shared_dir() -> Path:
     if not SHARED.is_dir():
         pytest.skip(f"real fixtures not available: {SHARED} is absent")
     return SHARED
+
+
+def file_sha256(path: Path) -> str:
+    """SHA-256 of a file's bytes, read in chunks (images are large)."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def copy_shared_hive(src: Path, dst_dir: Path, name: str | None = None) -> Path:

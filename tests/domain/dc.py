@@ -20,6 +20,9 @@ API (used by the Linux and Windows domain tests):
         dc.log_offset()                      -> where the audit log ends now (for `since`)
         dc.samba_tool(*args)                 -> CompletedProcess of samba-tool on this DC
         dc.add_user(name, password), dc.add_ou(dn), dc.delegate_computer_create(ou, user)
+        dc.admin_auth_file(work)             -> a 0600 `-A` credentials file in work
+        dc.run_as_client(work, commands)     -> CompletedProcess of shell commands (`net ...`)
+                                                in a namespace whose /etc/hosts names the DC
 
 The pytest fixture `domain_controller` (tests/domain/conftest.py) starts one per test session
 (per xdist worker) and stops it at the end.
@@ -157,6 +160,28 @@ class DomainController:
         env["KRB5CCNAME"] = f"FILE:{ccache or (self.workdir / 'ccache-default')}"
         env.pop("KRB5_KTNAME", None)
         return env
+
+    def admin_auth_file(self, work: Path) -> Path:
+        """The administrator's credentials as Samba's `-A` file, made 0600 from the start."""
+        path = work / "admin-auth"
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(f"username = Administrator\npassword = {self.admin_password}\n"
+                         f"domain = {self.netbios}\n")
+        return path
+
+    def run_as_client(self, work: Path, commands: str,
+                      timeout: float = 120) -> subprocess.CompletedProcess[str]:
+        """Shell `commands` (Samba's `net` acting as a domain member) in a mount namespace of
+        their own, whose /etc/hosts names this DC and whose /run/samba is private, so nothing
+        of the host's configuration is read or written."""
+        hosts = work / "hosts"
+        hosts.write_text(f"127.0.0.1 localhost\n{self.address} {self.fqdn} {self.host_name}\n")
+        setup = (f"mount --bind '{hosts}' /etc/hosts && mkdir -p /run/samba && "
+                 "mount -t tmpfs -o mode=0755 tmpfs /run/samba")
+        return subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
+                               f"{setup} && {commands}"], capture_output=True, text=True,
+                              timeout=timeout, env={**os.environ, "KRB5_CONFIG": str(self.krb5_conf)})
 
     def kinit_keytab(self, keytab: Path, principal: str) -> subprocess.CompletedProcess[str]:
         """`kinit -k -t KEYTAB PRINCIPAL`: a Kerberos AS exchange with the keytab's keys."""

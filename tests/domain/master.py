@@ -62,20 +62,11 @@ def join_root(dc: DomainController, root: Path, name: str = "MASTER") -> None:
         f"\tlock directory = {work}/lock\n\tlog file = {work}/log/net.log\n"
         "\tkerberos method = dedicated keytab\n"
         f"\tdedicated keytab file = {root}/etc/krb5.keytab\n")
-    hosts = work / "hosts"
-    hosts.write_text(f"127.0.0.1 localhost\n{dc.address} {dc.fqdn} {dc.host_name}\n")
-    secret = work / "admin-auth"
-    secret.write_text(f"username = Administrator\npassword = {dc.admin_password}\n"
-                      f"domain = {dc.netbios}\n")
-    secret.chmod(0o600)
-    script = (f"mount --bind '{hosts}' /etc/hosts && mkdir -p /run/samba && "
-              "mount -t tmpfs -o mode=0755 tmpfs /run/samba && "
-              f"net ads join -s '{host_conf}' -A '{secret}' -S {dc.fqdn} --no-dns-updates && "
+    secret = dc.admin_auth_file(work)
+    script = (f"net ads join -s '{host_conf}' -A '{secret}' -S {dc.fqdn} --no-dns-updates && "
               f"net ads keytab create -s '{host_conf}' -P")
     for _attempt in range(6):  # a DC that has just started may not serve RPC for a while
-        result = subprocess.run(["unshare", "--mount", "--propagation", "private", "sh", "-c",
-                                 script], capture_output=True, text=True, timeout=180,
-                                env={**os.environ, "KRB5_CONFIG": str(dc.krb5_conf)})
+        result = dc.run_as_client(work, script, timeout=180)
         if result.returncode == 0 or "lookup DC info" not in result.stdout + result.stderr:
             break
         time.sleep(5)

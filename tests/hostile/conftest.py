@@ -11,7 +11,6 @@ real CLI in a subprocess under a memory cap and a time bound, and checks what mu
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import os
 import resource
 import secrets
@@ -26,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from tests.conftest import file_sha256
 
 MEMORY_CAP = 1536 << 20  # address space of reseal and everything it starts
 TIME_BOUND = 60.0  # seconds; every hostile case must end well within this
@@ -135,7 +135,7 @@ class Canary:
         assert st.st_mtime_ns == self.mtime_ns, f"{self.path} was written"
         if atime and atime_is_recorded(self.path.parent):
             assert st.st_atime_ns == self.atime_ns, f"{self.path} was read"
-        assert _digest(self.path) == self.content_digest, f"{self.path} was changed"
+        assert file_sha256(self.path) == self.content_digest, f"{self.path} was changed"
         os.utime(self.path, ns=(self.atime_ns, self.mtime_ns))  # undo our own read
 
 
@@ -153,7 +153,7 @@ def make_canary(directory: Path, name: str = "canary", size: int = 64 << 10) -> 
 def watch_file(path: Path, token: bytes) -> Canary:
     """Make an existing host file (a disk image, say) a canary; `token` is unique content
     of it that must not appear anywhere reseal writes."""
-    digest = _digest(path)  # read first: the access time is set after the last read
+    digest = file_sha256(path)  # read first: the access time is set after the last read
     st = os.stat(path)
     os.utime(path, ns=(st.st_mtime_ns - DAY_NS, st.st_mtime_ns))
     st = os.stat(path)
@@ -201,14 +201,6 @@ def _contains(path: Path, token: bytes) -> bool:
     return False
 
 
-def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 # ----------------------------------------------------------------------------- trees
 def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
     """Every entry below `root` (and `root` itself when a file): type, mode, and content
@@ -223,7 +215,7 @@ def tree_state(root: Path) -> dict[str, tuple[object, ...]]:
         st = os.lstat(path)
         key = str(path.relative_to(root)) if path != root else "."
         if stat.S_ISREG(st.st_mode):
-            state[key] = ("file", st.st_mode, st.st_uid, _digest(path))
+            state[key] = ("file", st.st_mode, st.st_uid, file_sha256(path))
         elif stat.S_ISLNK(st.st_mode):
             state[key] = ("link", os.readlink(path))
         elif stat.S_ISDIR(st.st_mode):

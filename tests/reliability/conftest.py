@@ -3,7 +3,6 @@ plus helpers to run the CLI as a user would: a state and a work directory of the
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -29,14 +28,6 @@ from tests.image.conftest import (  # noqa: F401  (fixtures used by the tests he
 from reseal.samples.builders import SampleImage
 
 SAMPLES = ("windows_gpt", "windows_mbr", "linux_gpt", "linux_mbr", "linux_qcow2")
-
-
-def sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(1 << 20):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def copy_sample(sample: SampleImage, directory: Path, name: str | None = None) -> Path:

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 
 import pytest
+from tests.conftest import file_sha256
 
 from reseal.image.lock import LOCK_DIR, target_key
 from reseal.samples.builders import SampleImage
@@ -21,7 +22,6 @@ from .conftest import (
     journal_of,
     linux_root,
     reseal,
-    sha256,
     start_reseal,
 )
 
@@ -105,11 +105,11 @@ def test_batch_naming_one_image_twice_is_refused(linux_gpt: SampleImage, tmp_pat
         f"  - hostname: machine-a\n    target: {image}\n"
         f"  - hostname: machine-b\n    target: {tmp_path / 'images' / 'two.img'}\n"
         f"batch:\n  state_dir: {tmp_path / 'batch-state'}\n")
-    before = sha256(image)
+    before = file_sha256(image)
     done = reseal("batch", str(answer), "--jobs", "2", env=cli_env(tmp_path))
     assert done.returncode == 2, done.stdout + done.stderr
     assert "duplicate target" in done.stderr
-    assert sha256(image) == before
+    assert file_sha256(image) == before
     assert not (tmp_path / "batch-state").exists()
 
 

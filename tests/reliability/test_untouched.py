@@ -13,21 +13,22 @@ import subprocess
 from pathlib import Path
 
 import pytest
+from tests.conftest import file_sha256
 
 from reseal.samples.builders import SampleImage
 
-from .conftest import SAMPLES, cli_env, copy_sample, journal_of, reseal, sha256
+from .conftest import SAMPLES, cli_env, copy_sample, journal_of, reseal
 
 
 @pytest.mark.parametrize("sample", SAMPLES)
 def test_bad_hostname_leaves_the_image_as_it_was(sample: str, tmp_path: Path,
                                                   request: pytest.FixtureRequest) -> None:
     image = copy_sample(request.getfixturevalue(sample), tmp_path)
-    before = sha256(image)
+    before = file_sha256(image)
     done = reseal("generalize", str(image), "--hostname", "bad_name!", env=cli_env(tmp_path))
     assert done.returncode == 2, done.stderr
     assert "bad_name!" in done.stderr and len(done.stderr.strip().splitlines()) == 1
-    assert sha256(image) == before
+    assert file_sha256(image) == before
     assert not (tmp_path / "state").exists()  # no journal, no report
 
 
@@ -56,11 +57,11 @@ def test_corrupt_ntfs_refused_with_the_image_as_it_was(damage: str, windows_gpt:
             struct.pack_into("<Q", boot, 48, 1 << 40)  # $MFT cluster far past the end
         disk.seek(start)
         disk.write(boot)
-    before = sha256(image)
+    before = file_sha256(image)
     done = reseal("generalize", str(image), "--hostname", "GOOD-NAME", env=cli_env(tmp_path))
     assert done.returncode == 2, done.stderr
     assert "NTFS" in done.stderr
-    assert sha256(image) == before
+    assert file_sha256(image) == before
 
 
 def _partition_digests(image: Path) -> dict[int, str]:
